@@ -1,0 +1,474 @@
+"""The scan: connect to every host, capture one shared window, fetch and verify, clean up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import __version__
+from .errors import HostError
+from .facts import parse_ip_link
+from .model import Host
+from .transport import LocalTransport, SSHTransport, Stream, Transport, connect, quote
+
+LEAD = 1.0  # the host side starts tcpdump this long before the window (capture.sh)
+TAIL = 1.0  # and stops it this long after
+ARM_MARGIN = 2.5  # seconds between the end of preflight and the window start
+DEFAULT_CAP_MB = 64  # per interface and window
+
+
+@dataclass
+class ScanOptions:
+    """What the user asked for; defaults are the CLI's."""
+
+    duration: float = 30.0
+    out: Path | None = None
+    forks: int = 50
+    interfaces: list[str] | None = None  # None: every interface that is up, lo included
+    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    accept_new_host_keys: bool = False
+    cap_mb: int = DEFAULT_CAP_MB
+    remote_tmp: str = "/tmp"
+    trace: bool = True
+    collect_timeout: float = 120.0
+    inventory: str = ""
+    limit: str | None = None
+
+
+@dataclass
+class HostRun:
+    """Everything one host's part of the run produced, good or bad."""
+
+    host: Host
+    directory: str  # name of the host's folder in the run directory
+    token: str
+    status: str = "pending"  # pending, ok, partial, failed
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
+    offset: float = 0.0  # host clock minus local clock, seconds
+    rtt: float | None = None
+    become: bool = False
+    transport: Transport | None = None
+    stream: Stream | None = None
+    remote_dir: str = ""
+    captures: list[dict[str, object]] = field(default_factory=list)
+    files: dict[str, dict[str, object]] = field(default_factory=dict)
+    window_host: dict[str, float] = field(default_factory=dict)
+    cleanup: str = "not started"
+
+    def fail(self, reason: str) -> None:
+        self.status = "failed"
+        self.error = " ".join(reason.split())  # always one line
+
+    @property
+    def alive(self) -> bool:
+        return self.status not in ("failed",)
+
+
+Progress = Callable[[str, dict[str, object]], None]
+
+
+def _quiet(event: str, data: dict[str, object]) -> None:
+    """Progress sink that ignores everything."""
+
+
+def new_run_id() -> str:
+    """Sortable, unique run id: UTC time plus a few random hex digits."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+
+
+def iso(ts: float) -> str:
+    """ISO-8601 UTC with milliseconds."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def host_dir_names(hosts: Iterable[Host]) -> list[str]:
+    """A safe, unique folder name per host (names are untrusted text)."""
+    used: set[str] = {"", ".", ".."}
+    names = []
+    for h in hosts:
+        base = _SAFE.sub("_", h.name)[:80].lstrip(".") or "host"
+        name, n = base, 2
+        while name in used or name.lower() in ("index.html", "summary.json", "junit.xml", "run.json"):
+            name = f"{base}-{n}"
+            n += 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def host_token(host: Host) -> str:
+    """Stable per-host tag in remote file names, so a later run can find its own leftovers."""
+    return hashlib.sha256(f"{host.name}|{host.address}|{host.port}".encode()).hexdigest()[:10]
+
+
+def _script() -> bytes:
+    return resources.files("fleetrst.remote").joinpath("capture.sh").read_bytes()
+
+
+def _iface_tag(name: str, index: int) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_.@+-]{1,15}", name) else f"if{index}"
+
+
+def parse_kv(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Split preflight output into key=value facts and '--- NAME' sections."""
+    kv: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("--- "):
+            current = sections.setdefault(line[4:].strip(), [])
+        elif current is not None:
+            current.append(line)
+        elif "=" in line:
+            k, _, v = line.partition("=")
+            kv[k.strip()] = v.strip()
+    return kv, {k: "\n".join(v) + "\n" for k, v in sections.items()}
+
+
+class Scan:
+    """One run over many hosts. Use run(); abort() from another thread stops it cleanly."""
+
+    def __init__(self, hosts: list[Host], options: ScanOptions, progress: Progress = _quiet) -> None:
+        self.options = options
+        self.progress = progress
+        self.run_id = new_run_id()
+        self.out = (options.out or Path("fleetrst-runs") / self.run_id).resolve()
+        dirs = host_dir_names(hosts)
+        self.hosts = [HostRun(h, d, host_token(h)) for h, d in zip(hosts, dirs)]
+        self.window: dict[str, float] = {}
+        self.aborted = threading.Event()
+        self.started = time.time()
+        self.finished: float | None = None
+
+    # --- stages ------------------------------------------------------------------------
+
+    def _pool(self, fn: Callable[[HostRun], None], hosts: list[HostRun], stage: str) -> None:
+        done = 0
+        lock = threading.Lock()
+
+        def task(hr: HostRun) -> None:
+            nonlocal done
+            if self.aborted.is_set():
+                return
+            try:
+                fn(hr)
+            except HostError as e:
+                hr.fail(str(e))
+            except Exception as e:  # noqa: BLE001 - one host's bug must not sink the run
+                hr.fail(f"internal error in {stage}: {type(e).__name__}: {e}")
+            with lock:
+                done += 1
+                self.progress(stage, {"host": hr, "done": done, "total": len(hosts)})
+
+        workers = max(1, min(self.options.forks, len(hosts)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fleetrst-{stage}") as ex:
+            list(ex.map(task, hosts))
+
+    def _sudo(self, hr: HostRun) -> str:
+        if not hr.become:
+            return ""
+        user = hr.host.become_user or "root"
+        return "sudo -n " if user == "root" else f"sudo -n -u {quote(user)} "
+
+    def connect_and_preflight(self, hr: HostRun) -> None:
+        """Connect, measure the clock offset, upload the host script, learn what the host can do."""
+        opts = self.options
+        hr.transport = t = connect(hr.host, opts.known_hosts, opts.accept_new_host_keys)
+        self.progress("connected", {"host": hr})
+        # Clock offset as NTP does it: the host's clock read between two local timestamps.
+        best: tuple[float, float] | None = None
+        for _ in range(3):
+            t0 = time.time()
+            r = t.run("date +%s.%N", timeout=15)
+            t1 = time.time()
+            try:
+                remote = float(r.stdout.strip())
+            except ValueError as e:
+                raise HostError(f"cannot read the host clock: {r.stdout.strip()[:80]!r}") from e
+            if best is None or t1 - t0 < best[0]:
+                best = (t1 - t0, remote - (t0 + t1) / 2)
+        assert best is not None
+        hr.rtt, hr.offset = best
+        hr.remote_dir = f"{opts.remote_tmp.rstrip('/')}/fleetrst-{self.run_id}-{hr.token}"
+        d = quote(hr.remote_dir)
+        # Leftovers of earlier runs that died (orchestrator killed, connection lost).
+        r = t.run(
+            f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh && "
+            f"sh {d}/capture.sh sweep {quote(opts.remote_tmp)} {quote(hr.token)}",
+            stdin=_script(),
+        )
+        if r.rc != 0:
+            raise HostError(f"cannot create {hr.remote_dir}: {r.stderr.strip() or r.stdout.strip()}")
+        for line in r.stdout.splitlines():
+            if line.startswith("removed "):
+                hr.notes.append(f"removed a leftover of an earlier run: {line[8:]}")
+        login = hr.host.user or getpass.getuser()
+        # sudo only when it changes something: not for root logging in as root.
+        hr.become = hr.host.become and not (login == "root" and hr.host.become_user == "root")
+        r = t.run(f"{self._sudo(hr)}sh {d}/capture.sh preflight {d}", timeout=30)
+        if r.rc != 0 and hr.become:
+            reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.rc}"
+            hr.notes.append(f"sudo refused ({reason}): counters only, no captures")
+            hr.status = "partial"
+            hr.error = f"sudo refused: {reason}"
+            hr.become = False
+            r = t.run(f"sh {d}/capture.sh preflight {d}", timeout=30)
+        kv, sections = parse_kv(r.stdout)
+        if kv.get("fleetrst_remote") != "1":
+            raise HostError(f"host side did not run: {(r.stderr or r.stdout).strip()[:200]}")
+        links = parse_ip_link(sections.get("ip -o link", ""))
+        hr.facts = {
+            "hostname": kv.get("hostname"),
+            "kernel": kv.get("kernel"),
+            "uid": kv.get("uid"),
+            "tools": {k[5:]: v or None for k, v in kv.items() if k.startswith("tool.")},
+            "tcpdump": kv.get("tcpdump_version"),
+            "free_kb": int(kv["free_kb"]) if kv.get("free_kb", "").isdigit() else None,
+            "tracefs": kv.get("tracefs") or None,
+            "tcp_send_reset": kv.get("tcp_send_reset") or None,
+            "clock_offset_s": round(hr.offset, 6),
+            "rtt_s": round(hr.rtt, 6),
+            "ip_link": sections.get("ip -o link", ""),
+            "ip_addr": sections.get("ip -o addr", ""),
+        }
+        tools = hr.facts["tools"]
+        assert isinstance(tools, dict)
+        missing = [x for x in ("timeout", "ip", "ss", "awk", "sha256sum") if not tools.get(x)]
+        if missing:
+            raise HostError(f"missing on the host: {', '.join(missing)}")
+        uid = kv.get("uid")
+        if not tools.get("tcpdump"):
+            hr.status, hr.error = "partial", "tcpdump not found on the host: counters only"
+        elif uid != "0" and hr.status != "partial":
+            hr.status, hr.error = "partial", (
+                f"not root on the host (uid {uid}) and no become: counters only, no captures"
+            )
+        wanted = opts.interfaces
+        for index, iface in sorted(links.items()):
+            if hr.status == "partial":
+                break
+            if wanted and iface.name not in wanted:
+                continue
+            if not iface.up:
+                hr.notes.append(f"interface {iface.name} is down: not captured")
+                continue
+            hr.captures.append({"interface": iface.name, "index": index, "tag": _iface_tag(iface.name, index)})
+        if wanted:
+            known = {i.name for i in links.values()}
+            for name in wanted:
+                if name not in known:
+                    hr.notes.append(f"interface {name} does not exist on this host")
+        if hr.status == "pending":
+            hr.status = "ok"
+
+    def arm(self, hr: HostRun) -> None:
+        """Start the host side for the agreed window; it waits for the start by its own clock."""
+        assert hr.transport is not None
+        opts = self.options
+        start_host = self.window["start"] + hr.offset
+        cap_blocks = max(1, opts.cap_mb * 1024 * 1024 // 512)
+        # The lease stays open until collection; the host side gives up on its own after
+        # collect_timeout, and `timeout` bounds the whole script whatever happens.
+        total = int(self.window["start"] - time.time() + opts.duration + opts.collect_timeout + 30)
+        ifargs = " ".join(f"{quote(c['interface'])} {quote(c['tag'])}" for c in hr.captures)
+        trace = "1" if opts.trace and (hr.become or hr.facts.get("uid") == "0") else "0"
+        d = quote(hr.remote_dir)
+        cmd = (
+            f"{self._sudo(hr)}timeout -s TERM -k 5 {total} sh {d}/capture.sh run {d} "
+            f"{start_host:.6f} {int(opts.duration)} {cap_blocks} {int(opts.collect_timeout)} {trace} -- {ifargs}"
+        )
+        hr.stream = hr.transport.start(cmd)
+        line = hr.stream.readline(timeout=20)
+        if not line or not line.startswith("armed"):
+            err = hr.stream.stderr().strip() or (line or "no answer")
+            raise HostError(f"host side did not start: {err[:200]}")
+        self.progress("armed", {"host": hr})
+
+    def collect(self, hr: HostRun) -> None:
+        """Wait for the host side to finish, fetch and verify every file, then release it."""
+        assert hr.transport is not None and hr.stream is not None
+        hdir = self.out / hr.directory
+        hdir.mkdir(parents=True, exist_ok=True)
+        manifest: list[tuple[int, str, str]] = []
+        deadline = time.monotonic() + 30 + LEAD + TAIL
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = hr.stream.readline(timeout=max(0.1, remaining))
+            except TimeoutError as e:
+                raise HostError("host side did not finish in time after the window") from e
+            if line is None:
+                raise HostError(f"host side ended early: {hr.stream.stderr().strip()[:200] or 'no reason given'}")
+            key, _, rest = line.partition(" ")
+            if key in ("started", "ended", "done"):
+                hr.window_host[key] = float(rest.partition("=")[2] or 0)
+            elif key == "file":
+                size, sha, name = rest.split(" ", 2)
+                manifest.append((int(size), sha, name))
+            if key == "done":
+                break
+        for size, sha, name in manifest:
+            if name == "capture.sh" or "/" in name or name.startswith("."):
+                continue
+            local = hdir / name
+            hr.transport.get(f"{hr.remote_dir}/{name}", local)
+            got = local.stat().st_size
+            digest = hashlib.sha256(local.read_bytes()).hexdigest()
+            if got != size or digest != sha:
+                raise HostError(f"{name} arrived damaged ({got} of {size} bytes, sha256 mismatch)")
+            hr.files[name] = {"size": size, "sha256": sha}
+        self.progress("fetched", {"host": hr})
+        self.release(hr)
+
+    def release(self, hr: HostRun) -> None:
+        """End the lease; the host side removes its directory and confirms by exiting 0."""
+        if hr.stream is not None:
+            hr.stream.close_stdin()
+            rc = hr.stream.wait(timeout=10)
+            hr.cleanup = "confirmed" if rc == 0 else f"host side exited {rc}"
+            hr.stream = None
+        if hr.transport is not None and hr.remote_dir:
+            try:
+                r = hr.transport.run(f"test -e {quote(hr.remote_dir)} && echo left || echo gone", timeout=15)
+                if r.stdout.strip() == "left":
+                    hr.transport.run(f"{self._sudo(hr)}rm -rf -- {quote(hr.remote_dir)}", timeout=15)
+                    hr.cleanup = "removed after the host side left it"
+                elif hr.cleanup == "not started":
+                    hr.cleanup = "confirmed"
+            except HostError as e:
+                hr.notes.append(f"could not confirm cleanup: {e}")
+
+    # --- the whole run -----------------------------------------------------------------------
+
+    def run(self) -> Path:
+        """Do the whole scan and write the raw run directory; returns its path."""
+        opts = self.options
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self._pool(self.connect_and_preflight, self.hosts, "preflight")
+            ready = [h for h in self.hosts if h.alive and h.transport is not None]
+            if ready and not self.aborted.is_set():
+                self.window["start"] = time.time() + ARM_MARGIN + 0.02 * len(ready) / max(1, opts.forks)
+                self.window["end"] = self.window["start"] + opts.duration
+                self._write_run_json()
+                self._pool(self.arm, ready, "arm")
+                armed = [h for h in ready if h.alive and h.stream is not None]
+                self._wait_window()
+                self._pool(self.collect, armed, "collect")
+        except BaseException:
+            self.aborted.set()
+            raise
+        finally:
+            self.shutdown()
+            self.finished = time.time()
+            self._write_run_json()
+            for hr in self.hosts:
+                self._write_host_json(hr)
+        return self.out
+
+    def _wait_window(self) -> None:
+        end = self.window["end"] + TAIL
+        while not self.aborted.is_set():
+            remaining = end - time.time()
+            if remaining <= 0:
+                break
+            self.progress("window", {"remaining": remaining, "start": self.window["start"]})
+            self.aborted.wait(min(1.0, remaining))
+
+    def abort(self) -> None:
+        """Stop now: every host side loses its lease and removes what it made."""
+        self.aborted.set()
+
+    def shutdown(self) -> None:
+        """Release every host (also on abort or error) and close connections."""
+        def one(hr: HostRun) -> None:
+            try:
+                if hr.stream is not None:
+                    self.release(hr)
+                    if self.aborted.is_set():
+                        hr.fail("interrupted before collection")
+            except Exception as e:  # noqa: BLE001
+                hr.notes.append(f"cleanup: {e}")
+            finally:
+                if hr.transport is not None:
+                    hr.transport.close()
+                    hr.transport = None
+        with ThreadPoolExecutor(max_workers=max(1, min(64, len(self.hosts)))) as ex:
+            list(ex.map(one, self.hosts))
+
+    # --- the run directory -------------------------------------------------------------
+
+    def _write_run_json(self) -> None:
+        opts = self.options
+        run = {
+            "id": self.run_id,
+            "fleetrst_version": __version__,
+            "inventory": opts.inventory,
+            "limit": opts.limit,
+            "started": iso(self.started),
+            "finished": iso(self.finished) if self.finished else None,
+            "window": {
+                "start": iso(self.window["start"]) if self.window else None,
+                "end": iso(self.window["end"]) if self.window else None,
+                "seconds": opts.duration,
+            },
+            "options": {
+                "duration": opts.duration,
+                "forks": opts.forks,
+                "interfaces": opts.interfaces or "all",
+                "cap_mb": opts.cap_mb,
+                "trace": opts.trace,
+            },
+            "hosts": [{"name": h.host.name, "directory": h.directory} for h in self.hosts],
+        }
+        (self.out / "run.json").write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n")
+
+    def _write_host_json(self, hr: HostRun) -> None:
+        hdir = self.out / hr.directory
+        hdir.mkdir(parents=True, exist_ok=True)
+        facts = dict(hr.facts)
+        for key, fname in (("ip_link", "ip-link.txt"), ("ip_addr", "ip-addr.txt")):
+            text = facts.pop(key, None)
+            # The window's own copy wins; the preflight copy covers hosts that never got there.
+            if isinstance(text, str) and text and not (hdir / fname).exists():
+                (hdir / fname).write_text(text)
+        data = {
+            "name": hr.host.name,
+            "address": hr.host.address,
+            "port": hr.host.port,
+            "user": hr.host.user,
+            "connection": hr.host.connection,
+            "status": hr.status if hr.status != "pending" else "failed",
+            "error": hr.error,
+            "notes": hr.notes,
+            "facts": facts,
+            "become": hr.become,
+            "window_host": hr.window_host,
+            "captures": hr.captures,
+            "files": hr.files,
+            "cleanup": hr.cleanup,
+        }
+        (hdir / "host.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def transports_in_use() -> tuple[type, ...]:
+    """The transport classes a scan may use (for tests and docs)."""
+    return (SSHTransport, LocalTransport)

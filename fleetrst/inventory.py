@@ -1,0 +1,757 @@
+"""Ansible YAML inventories as `Host` records, and `--limit` patterns as Ansible reads them.
+
+Variables follow Ansible's precedence: inventory-file group vars (all < parent < child, siblings by
+`ansible_group_priority` then name), then `group_vars/` next to the inventory in the same order,
+then the host's own vars, then `host_vars/`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import os
+import re
+import string
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InventoryError
+from .model import Host
+
+_GROUP_KEYS = ("hosts", "children", "vars")
+_VAR_FILE_SUFFIXES = ("", ".yml", ".yaml", ".json")
+_MAX_RANGE = 100_000  # a typo like web[1:9999999] should fail, not eat the memory
+_TRUE = frozenset({"true", "yes", "y", "on", "1", "t"})
+_FALSE = frozenset({"false", "no", "n", "off", "0", "f", ""})
+
+
+# --- YAML with line numbers ----------------------------------------------------------------------
+
+
+class _Map(dict[Any, Any]):
+    """A YAML mapping that remembers its own (1-based) line and the line of each key."""
+
+    def __init__(self, line: int = 0) -> None:
+        super().__init__()
+        self.line = line
+        self.key_lines: dict[Any, int] = {}
+
+    @classmethod
+    def single(cls, key: Any, line: int) -> _Map:
+        """The mapping {key: None}, as Ansible reads a bare name where a mapping is expected."""
+        out = cls(line)
+        out[key] = None
+        out.key_lines[key] = line
+        return out
+
+
+class _Seq(list[Any]):
+    """A YAML sequence that remembers its (1-based) line."""
+
+    line = 0
+
+
+class Vaulted(str):
+    """An inline `!vault` value: kept opaque, never usable as a connection setting."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    out = _Map(node.start_mark.line + 1)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> Vaulted:
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "a !vault value must be a string", node.start_mark
+        )
+    return Vaulted(loader.construct_scalar(node))
+
+
+def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    # `!unsafe` only tells Ansible not to template the value.
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return _construct_map(loader, node)
+    raise yaml.constructor.ConstructorError(None, None, "bad !unsafe value", node.start_mark)
+
+
+def _construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> _Seq:
+    out = _Seq(loader.construct_sequence(node, deep=True))
+    out.line = node.start_mark.line + 1
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+_Loader.add_constructor("!vault", _construct_vault)
+_Loader.add_constructor("!unsafe", _construct_unsafe)
+
+
+def _read_text(path: Path, shown: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InventoryError(f"{shown}: no such file") from None
+    except IsADirectoryError:
+        raise InventoryError(f"{shown}: is a directory, not an inventory file") from None
+    except OSError as e:
+        raise InventoryError(f"{shown}: cannot read: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InventoryError(f"{shown}: not UTF-8 text (byte {e.start})") from None
+
+
+def _is_vault(text: str) -> bool:
+    return text.startswith("$ANSIBLE_VAULT")
+
+
+def _parse_yaml(text: str, shown: str) -> Any:
+    """Parse YAML text; every failure is an InventoryError naming `shown` and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{shown}:{mark.line + 1}" if mark is not None else shown
+        problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
+        raise InventoryError(f"{where}: YAML error: {problem}") from None
+    except yaml.YAMLError as e:
+        raise InventoryError(f"{shown}: YAML error: {' '.join(str(e).split())}") from None
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy of a loaded value with ordinary dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _line_of(value: Any, default: int | None) -> int | None:
+    return getattr(value, "line", None) or default
+
+
+# --- host names and ranges ------------------------------------------------------------------------
+
+
+def check_host_name(name: Any) -> str | None:
+    """Why `name` cannot be a host name (it becomes a directory name), or None if it can."""
+    if name is None:
+        return "empty host name (a null key)"
+    if not isinstance(name, str):
+        return f"host name {name!r} is not a string"
+    if not name.strip():
+        return "empty host name"
+    if name in (".", ".."):
+        return f"host name {name!r} is not allowed"
+    if "/" in name:
+        return f"host name {name!r} contains '/'"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return f"host name {name!r} contains control characters"
+    if name.startswith("-"):
+        return f"host name {name!r} starts with '-'"
+    return None
+
+
+def _split_port(pattern: str) -> tuple[str, int | None]:
+    """"web:2222" -> ("web", 2222); IPv6 literals, bare or "[v6]:port", are kept whole."""
+    try:
+        ipaddress.IPv6Address(pattern)
+        return pattern, None
+    except ValueError:
+        pass
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", pattern)
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(bracketed[1])
+            return bracketed[1], int(bracketed[2]) if bracketed[2] else None
+        except ValueError:
+            pass  # a range such as [1:3]
+    with_port = re.fullmatch(r"(.+):(\d+)", pattern)
+    if with_port and ":" not in re.sub(r"\[[^\]]*\]", "", with_port[1]):
+        return with_port[1], int(with_port[2])
+    return pattern, None
+
+
+def expand_host_range(pattern: str) -> list[str]:
+    """Expand Ansible host ranges: "web[01:03]", "db[a:c]", "n[1:10:2]", several per name.
+
+    Raises ValueError on a malformed range.
+    """
+    match = re.search(r"\[([^\[\]]*:[^\[\]]*)\]", pattern)
+    if match is None:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    parts = match[1].split(":")
+    if len(parts) > 3:
+        raise ValueError(f"bad host range [{match[1]}]")
+    beg, end = parts[0] or "0", parts[1]
+    step_text = parts[2] if len(parts) == 3 else "1"
+    if not end:
+        raise ValueError(f"host range [{match[1]}] has no end")
+    if not step_text.isdigit() or int(step_text) < 1:
+        raise ValueError(f"host range [{match[1]}] has a bad step")
+    step = int(step_text)
+    if beg.isdigit() and end.isdigit():
+        width = len(beg) if beg.startswith("0") and len(beg) > 1 else 0
+        if width and len(end) != width:
+            raise ValueError(f"host range [{match[1]}]: begin and end must have the same width")
+        first, last = int(beg), int(end)
+        if first > last:
+            raise ValueError(f"host range [{match[1]}] runs backwards")
+        if (last - first) // step >= _MAX_RANGE:
+            raise ValueError(f"host range [{match[1]}] is too large")
+        items = [str(i).zfill(width) for i in range(first, last + 1, step)]
+    elif len(beg) == len(end) == 1 and beg in string.ascii_letters and end in string.ascii_letters:
+        first, last = string.ascii_letters.index(beg), string.ascii_letters.index(end)
+        if first > last:
+            raise ValueError(f"host range [{match[1]}] runs backwards")
+        items = list(string.ascii_letters[first : last + 1 : step])
+    else:
+        raise ValueError(f"bad host range [{match[1]}]")
+    rests = expand_host_range(tail)
+    if len(items) * len(rests) > _MAX_RANGE:
+        raise ValueError(f"host range in {pattern!r} is too large")
+    return [head + item + rest for item in items for rest in rests]
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+Origin = tuple[str, int]  # (file as shown, line)
+
+
+@dataclass
+class _Vars:
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+    def update(self, other: _Vars) -> None:
+        self.values.update(other.values)
+        self.origins.update(other.origins)
+
+
+@dataclass
+class _Group:
+    name: str
+    line: int
+    vars: _Vars = field(default_factory=_Vars)
+    children: list[str] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _HostDef:
+    name: str
+    line: int
+    vars: _Vars = field(default_factory=_Vars)
+
+
+def _typename(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+class _Builder:
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.groups: dict[str, _Group] = {}
+        self.hosts: dict[str, _HostDef] = {}
+        self.link_lines: dict[tuple[str, str], int] = {}
+
+    def fail(self, line: int | None, message: str) -> InventoryError:
+        where = f"{self.shown}:{line}" if line else self.shown
+        return InventoryError(f"{where}: {message}")
+
+    def group(self, name: Any, line: int) -> _Group:
+        if not isinstance(name, str) or not name.strip():
+            raise self.fail(line, f"group name {name!r} is not a non-empty string")
+        if name not in self.groups:
+            self.groups[name] = _Group(name, line)
+        return self.groups[name]
+
+    def link(self, parent: str, child: str, line: int) -> None:
+        if parent == child:
+            raise self.fail(line, f"group {child!r} is listed as its own child")
+        if child not in self.groups[parent].children:
+            self.groups[parent].children.append(child)
+            self.groups[child].parents.append(parent)
+            self.link_lines[(parent, child)] = line
+
+    def vars_of(self, data: Any, line: int, owner: str) -> _Vars:
+        if data is None:
+            return _Vars()
+        if not isinstance(data, _Map):
+            raise self.fail(line, f"{owner}: vars must be a mapping, not {_typename(data)}")
+        out = _Vars()
+        for key, value in data.items():
+            out.values[str(key)] = _plain(value)
+            out.origins[str(key)] = (self.shown, data.key_lines.get(key, line))
+        return out
+
+    def parse(self, data: Any) -> None:
+        if data is None:
+            return
+        if not isinstance(data, _Map):
+            raise self.fail(
+                _line_of(data, None), f"the inventory must be a mapping of groups, "
+                f"not {_typename(data)}"
+            )
+        self.group("all", data.line)
+        for name, body in data.items():
+            line = data.key_lines[name]
+            self.parse_group(name, body, None if name == "all" else "all", line)
+
+    def parse_group(self, name: Any, body: Any, parent: str | None, line: int) -> None:
+        group = self.group(name, line)
+        if parent is not None:
+            self.link(parent, group.name, line)
+        if body is None:
+            return
+        if not isinstance(body, _Map):
+            raise self.fail(
+                line, f"group {name!r} must be a mapping with hosts, children or vars, "
+                f"not {_typename(body)}"
+            )
+        for key in body:
+            if key not in _GROUP_KEYS:
+                raise self.fail(
+                    body.key_lines[key],
+                    f"group {name!r}: unexpected key {key!r} (expected hosts, children or vars)",
+                )
+        if "vars" in body:
+            group.vars.update(self.vars_of(body["vars"], body.key_lines["vars"], f"group {name!r}"))
+        if "hosts" in body:
+            self.parse_hosts(group, body["hosts"], body.key_lines["hosts"])
+        if "children" in body:
+            children = body["children"]
+            kline = body.key_lines["children"]
+            if isinstance(children, str):  # Ansible accepts a single name
+                children = _Map.single(children, kline)
+            if children is None:
+                return
+            if not isinstance(children, _Map):
+                raise self.fail(
+                    kline, f"group {name!r}: children must be a mapping of group names, "
+                    f"not {_typename(children)}"
+                )
+            for child, child_body in children.items():
+                self.parse_group(child, child_body, group.name, children.key_lines[child])
+
+    def parse_hosts(self, group: _Group, hosts: Any, line: int) -> None:
+        if hosts is None:
+            return
+        if isinstance(hosts, str):  # Ansible accepts a single name
+            hosts = _Map.single(hosts, line)
+        if not isinstance(hosts, _Map):
+            raise self.fail(
+                line, f"group {group.name!r}: hosts must be a mapping of host names "
+                f"(name: or name: {{vars}}), not {_typename(hosts)}"
+            )
+        for pattern, host_vars in hosts.items():
+            hline = hosts.key_lines[pattern]
+            problem = check_host_name(pattern)
+            if problem is not None and not isinstance(pattern, str):
+                raise self.fail(hline, problem)
+            try:
+                base, port = _split_port(pattern)
+                names = expand_host_range(base)
+            except ValueError as e:
+                raise self.fail(hline, str(e)) from None
+            if host_vars is not None and not isinstance(host_vars, _Map):
+                raise self.fail(
+                    hline, f"host {pattern!r}: vars must be a mapping, not {_typename(host_vars)}"
+                )
+            parsed = self.vars_of(host_vars, hline, f"host {pattern!r}")
+            for name in names:
+                problem = check_host_name(name)
+                if problem is not None:
+                    raise self.fail(hline, problem)
+                host = self.hosts.setdefault(name, _HostDef(name, hline))
+                if port is not None:
+                    host.vars.values["ansible_port"] = port
+                    host.vars.origins["ansible_port"] = (self.shown, hline)
+                host.vars.update(parsed)
+                if name not in group.hosts:
+                    group.hosts.append(name)
+
+    def finish(self) -> None:
+        """Add the implicit groups and check that children do not loop."""
+        self.group("all", 1)
+        ungrouped = self.group("ungrouped", 1)
+        if "ungrouped" not in self.groups["all"].children:
+            self.link("all", "ungrouped", 1)
+        # As Ansible: ungrouped holds exactly the hosts that are in no other group.
+        grouped = {h for g in self.groups.values() if g.name not in ("all", "ungrouped")
+                   for h in g.hosts}
+        ungrouped.hosts = [h for h in self.hosts if h not in grouped]
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+        def visit(name: str) -> None:
+            state[name] = 1
+            for child in self.groups[name].children:
+                if state.get(child) == 1:
+                    raise self.fail(
+                        self.link_lines.get((name, child)),
+                        f"group {child!r} is listed under {name!r}, which is inside it "
+                        "(children loop)",
+                    )
+                if child not in state:
+                    visit(child)
+            state[name] = 2
+
+        visit("all")
+
+
+# --- the inventory --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Hosts in inventory order, and every group's members (descendant groups included)."""
+
+    path: str
+    hosts: list[Host]
+    groups: dict[str, set[str]]
+    warnings: tuple[str, ...] = ()
+
+    def select(self, limit: str | None = None) -> list[Host]:
+        """Hosts an Ansible `--limit` pattern matches, in inventory order; all for no limit."""
+        if limit is None or not limit.strip():
+            return list(self.hosts)
+        selected = self._evaluate(limit)
+        if not selected:
+            raise InventoryError(f"limit {limit!r} matches no host")
+        return [h for h in self.hosts if h.name in selected]
+
+    def unmatched(self, limit: str | None) -> list[str]:
+        """Terms of `limit` that match nothing (Ansible ignores them; worth a warning)."""
+        if limit is None:
+            return []
+        return [t for t in split_limit(limit) if not self._match(t.lstrip("&!"))]
+
+    def _evaluate(self, limit: str) -> set[str]:
+        terms = split_limit(limit)
+        # Ansible's order: every union, then every intersection, then every exclusion.
+        unions = [t for t in terms if not t.startswith(("&", "!"))] or ["all"]
+        selected: set[str] = set()
+        for term in unions:
+            selected.update(self._match(term))
+        for term in terms:
+            if term.startswith("&"):
+                selected &= set(self._match(term[1:]))
+        for term in terms:
+            if term.startswith("!"):
+                selected -= set(self._match(term[1:]))
+        return selected
+
+    def _match(self, term: str) -> list[str]:
+        """Host names one term matches, in inventory order (before any subscript)."""
+        if not term:
+            return []
+        pattern, subscript = _split_subscript(term)
+        order = [h.name for h in self.hosts]
+        if pattern in self.groups:
+            members = self.groups[pattern]
+            found = [n for n in order if n in members]
+        elif pattern in order:
+            found = [pattern]
+        else:
+            try:
+                regex = pattern[1:] if pattern.startswith("~") else fnmatch.translate(pattern)
+                rx = re.compile(regex)
+            except re.error as e:
+                raise InventoryError(f"limit: bad pattern {term!r}: {e}") from None
+            names: set[str] = set()
+            groups = [g for g in self.groups if rx.match(g)]
+            for group in groups:
+                names |= self.groups[group]
+            # As Ansible: host names are tried when no group matched or the term is a pattern.
+            if not groups or pattern.startswith("~") or any(c in pattern for c in ".?*["):
+                names |= {n for n in order if rx.match(n)}
+            found = [n for n in order if n in names]
+        if subscript is None:
+            return found
+        start, end = subscript
+        if end is None:
+            return [found[start]] if -len(found) <= start < len(found) else []
+        return found[start : (end + 1) if end >= 0 else None]
+
+
+def split_limit(limit: str) -> list[str]:
+    """Split a limit as Ansible does: on commas if any, else on colons outside brackets."""
+    limit = limit.strip()
+    if "," in limit:
+        terms = limit.split(",")
+    else:
+        try:
+            ipaddress.IPv6Address(limit.lstrip("&!"))
+            terms = [limit]
+        except ValueError:
+            terms = re.findall(r"(?:[^\s:\[\]]|\[[^\]]*\])+", limit)
+    return [t.strip() for t in terms if t.strip()]
+
+
+def _split_subscript(term: str) -> tuple[str, tuple[int, int | None] | None]:
+    """"web[0]" -> ("web", (0, None)); "web[1:3]" -> ("web", (1, 3)), inclusive as in Ansible."""
+    if term.startswith("~"):
+        return term, None
+    match = re.fullmatch(r"(.+)\[(?:(-?\d+)|(\d+):(\d*))\]", term)
+    if match is None:
+        return term, None
+    if match[2] is not None:
+        return match[1], (int(match[2]), None)
+    return match[1], (int(match[3]), int(match[4]) if match[4] else -1)
+
+
+# --- variables and Host records -------------------------------------------------------------------
+
+
+def _var_files(base: Path, kind: str, name: str) -> list[Path]:
+    """group_vars/NAME{,.yml,.yaml,.json} files, or every such file under group_vars/NAME/."""
+    out: list[Path] = []
+    for suffix in _VAR_FILE_SUFFIXES:
+        path = base / kind / f"{name}{suffix}"
+        if path.is_file():
+            out.append(path)
+        elif suffix == "" and path.is_dir():
+            out += [
+                sub for sub in sorted(path.rglob("*"))
+                if sub.is_file() and not sub.name.startswith(".")
+                and sub.suffix in _VAR_FILE_SUFFIXES
+            ]
+    return out
+
+
+def _load_var_files(base: Path, kind: str, name: str, warnings: list[str]) -> _Vars:
+    out = _Vars()
+    for path in _var_files(base, kind, name):
+        shown = str(path)
+        text = _read_text(path, shown)
+        if _is_vault(text):
+            # Usually secrets fleetrst does not need: say so and go on.
+            warnings.append(f"{shown}: encrypted with ansible-vault; skipped")
+            continue
+        data = _parse_yaml(text, shown)
+        if data is None:
+            continue
+        if not isinstance(data, _Map):
+            raise InventoryError(f"{shown}:1: variables must be a mapping, not {_typename(data)}")
+        for key, value in data.items():
+            out.values[str(key)] = _plain(value)
+            out.origins[str(key)] = (shown, data.key_lines[key])
+    return out
+
+
+def _group_priority(builder: _Builder, group: _Group) -> int:
+    value = group.vars.values.get("ansible_group_priority", 1)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+        file, line = group.vars.origins.get("ansible_group_priority", (builder.shown, group.line))
+        raise InventoryError(f"{file}:{line}: ansible_group_priority {value!r} is not an integer")
+    return int(value)
+
+
+def _depths(builder: _Builder) -> dict[str, int]:
+    """Longest distance from `all`, as Ansible counts a group's depth."""
+    depth = {"all": 0}
+    pending = ["all"]
+    while pending:
+        name = pending.pop()
+        for child in builder.groups[name].children:
+            if depth.get(child, -1) < depth[name] + 1:
+                depth[child] = depth[name] + 1
+                pending.append(child)
+    return depth
+
+
+_TEMPLATE_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+class _HostVars:
+    """A host's merged variables, read the way connection settings need them."""
+
+    def __init__(self, name: str, merged: _Vars, shown: str, line: int) -> None:
+        self.name, self.merged, self.shown, self.line = name, merged, shown, line
+
+    def fail(self, key: str, message: str) -> InventoryError:
+        file, line = self.merged.origins.get(key, (self.shown, self.line))
+        return InventoryError(f"{file}:{line}: host {self.name!r}: {key} {message}")
+
+    def render(self, key: str, value: Any, depth: int = 0) -> Any:
+        """Resolve plain `{{ var }}` references; anything richer needs Ansible itself."""
+        if isinstance(value, Vaulted):
+            raise self.fail(key, "is vault-encrypted, which fleetrst cannot open")
+        if not isinstance(value, str) or "{" not in value:
+            return value
+        if depth > 10:
+            raise self.fail(key, "refers to itself through templates")
+
+        def lookup(match: re.Match[str]) -> str:
+            ref = match[1]
+            if ref == "inventory_hostname":
+                return self.name
+            if ref == "inventory_hostname_short":
+                return self.name.split(".", 1)[0]
+            if ref not in self.merged.values:
+                raise self.fail(key, f"uses undefined variable {ref!r}")
+            resolved = self.render(key, self.merged.values[ref], depth + 1)
+            if isinstance(resolved, (dict, list)):
+                raise self.fail(key, f"uses {ref!r}, which is not a plain value")
+            return str(resolved)
+
+        rendered = _TEMPLATE_VAR.sub(lookup, value)
+        if "{{" in rendered or "{%" in rendered:
+            raise self.fail(key, f"uses a template fleetrst cannot render: {value!r}")
+        return rendered
+
+    def first(self, *keys: str) -> tuple[str, Any] | None:
+        for key in keys:
+            if key in self.merged.values and self.merged.values[key] is not None:
+                return key, self.render(key, self.merged.values[key])
+        return None
+
+    def text(self, *keys: str) -> str | None:
+        found = self.first(*keys)
+        if found is None:
+            return None
+        key, value = found
+        if isinstance(value, (dict, list)):
+            raise self.fail(key, "must be a plain value")
+        return str(value)
+
+    def port(self) -> int:
+        found = self.first("ansible_port", "ansible_ssh_port")
+        if found is None:
+            return 22
+        key, value = found
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise self.fail(key, f"{value!r} is not an integer")
+        text = str(value).strip()
+        if not text.isdigit():
+            raise self.fail(key, f"{value!r} is not an integer")
+        if not 1 <= int(text) <= 65535:
+            raise self.fail(key, f"{value!r} is not a TCP port (1-65535)")
+        return int(text)
+
+    def flag(self, *keys: str) -> bool:
+        found = self.first(*keys)
+        if found is None:
+            return False
+        key, value = found
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise self.fail(key, f"{value!r} is not a boolean")
+
+
+def _make_host(
+    builder: _Builder, host: _HostDef, groups: Iterable[_Group], base: Path,
+    depth: dict[str, int], group_files: dict[str, _Vars], host_files: _Vars,
+) -> Host:
+    ordered = sorted(
+        groups, key=lambda g: (depth.get(g.name, 0), _group_priority(builder, g), g.name)
+    )
+    merged = _Vars()
+    for group in ordered:
+        merged.update(group.vars)
+    for group in ordered:
+        merged.update(group_files[group.name])
+    merged.update(host.vars)
+    merged.update(host_files)
+    hv = _HostVars(host.name, merged, builder.shown, host.line)
+    key_file = hv.text("ansible_ssh_private_key_file", "ansible_private_key_file")
+    if key_file:
+        # Relative to the inventory, not to wherever fleetrst happens to run.
+        key_file = os.path.abspath(os.path.join(base, os.path.expanduser(key_file)))
+    return Host(
+        name=host.name,
+        address=hv.text("ansible_host", "ansible_ssh_host") or host.name,
+        port=hv.port(),
+        user=hv.text("ansible_user", "ansible_ssh_user"),
+        key_file=key_file,
+        password=hv.text("ansible_password", "ansible_ssh_pass", "ansible_ssh_password"),
+        become=hv.flag("ansible_become"),
+        become_user=hv.text("ansible_become_user") or "root",
+        connection="local" if hv.text("ansible_connection") == "local" else "ssh",
+        groups=tuple(sorted(g.name for g in ordered if g.name != "all")),
+        vars=dict(merged.values),
+    )
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read an Ansible YAML inventory (plus group_vars/ and host_vars/ beside it)."""
+    shown = str(path)
+    path = Path(path)
+    text = _read_text(path, shown)
+    if _is_vault(text):
+        raise InventoryError(f"{shown}: encrypted with ansible-vault, which fleetrst cannot open")
+    builder = _Builder(shown)
+    builder.parse(_parse_yaml(text, shown))
+    if not builder.hosts:
+        raise InventoryError(f"{shown}: no hosts in the inventory")
+    builder.finish()
+    base = path.parent
+    depth = _depths(builder)
+    warnings: list[str] = []
+    group_files = {
+        name: _load_var_files(base, "group_vars", name, warnings) for name in builder.groups
+    }
+
+    parents_of: dict[str, set[str]] = {}
+
+    def ancestors(name: str) -> set[str]:
+        if name not in parents_of:
+            parents_of[name] = set()
+            for parent in builder.groups[name].parents:
+                parents_of[name] |= {parent} | ancestors(parent)
+        return parents_of[name]
+
+    member_of: dict[str, set[str]] = {name: {"all"} for name in builder.hosts}
+    for group in builder.groups.values():
+        for name in group.hosts:
+            member_of[name] |= {group.name} | ancestors(group.name)
+    hosts = [
+        _make_host(
+            builder, host, [builder.groups[g] for g in member_of[name]], base, depth, group_files,
+            _load_var_files(base, "host_vars", name, warnings),
+        )
+        for name, host in builder.hosts.items()
+    ]
+    groups: dict[str, set[str]] = {name: set() for name in builder.groups}
+    for name, names in member_of.items():
+        for group_name in names:
+            groups[group_name].add(name)
+    return Inventory(shown, hosts, groups, tuple(warnings))

@@ -1,0 +1,298 @@
+"""Traffic generators of the test fleet: small processes that make real TCP resets.
+
+Each one runs inside a lab host's network namespace (started by ``fleetrst.lab``), names itself
+with ``prctl(PR_SET_NAME)`` so that ``ss`` and ``/proc/PID/comm`` show the scenario's process name,
+and ends on its own: after ``--count`` connections, after ``--ttl`` seconds, or as soon as the lab
+that started it is gone (its ``lab.json`` removed or replaced), whichever comes first.
+
+    python3 -m fleetrst.labtraffic SCENARIO --role ROLE --address A --port P --rate R \
+        --count N --ttl T --name NAME --lab-file DIR/lab.json --lab-id ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import select
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+PR_SET_NAME = 15
+PAYLOAD = b"PING fleetrst-lab\n"
+# How often a generator re-reads lab.json to see whether its lab still exists.
+LAB_CHECK_INTERVAL = 1.0
+
+
+def set_process_name(name: str) -> None:
+    """Set this process's comm (what ss, ps and /proc/PID/comm show); the kernel keeps 15 bytes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME) failed")
+
+
+def lab_alive(lab_file: Path | None, lab_id: str | None) -> bool:
+    """True while the lab that started this process is still recorded in its lab.json."""
+    if lab_file is None:
+        return True
+    try:
+        return bool(json.loads(lab_file.read_text()).get("lab_id") == lab_id)
+    except (OSError, ValueError):
+        return False
+
+
+class Pacer:
+    """Yields ticks at a fixed rate, bounded in count, time and by the lab's existence."""
+
+    def __init__(self, args: argparse.Namespace, phase: float = 0.0) -> None:
+        self.period = 1.0 / args.rate
+        self.count = args.count
+        self.deadline = time.monotonic() + args.ttl
+        self.lab_file: Path | None = args.lab_file
+        self.lab_id: str | None = args.lab_id
+        # Ticks sit on a grid of CLOCK_MONOTONIC (shared by all processes) so that two
+        # cooperating generators can take turns by phase, without talking to each other.
+        self.phase = phase * self.period
+        self._checked = 0.0
+
+    def alive(self) -> bool:
+        """Still within the time bound and the lab still exists."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            return False
+        if now - self._checked >= LAB_CHECK_INTERVAL:
+            self._checked = now
+            return lab_alive(self.lab_file, self.lab_id)
+        return True
+
+    def sleep_until(self, when: float) -> bool:
+        """Sleep until `when` (monotonic), waking to check the bounds; False when out of bounds."""
+        while True:
+            if not self.alive():
+                return False
+            left = when - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, LAB_CHECK_INTERVAL / 2))
+
+    def ticks(self) -> Iterator[int]:
+        """Yield 0, 1, 2, ... on the grid, at most `count` times."""
+        start = math.ceil(time.monotonic() / self.period) * self.period + self.phase
+        for i in range(self.count):
+            if not self.sleep_until(start + i * self.period):
+                return
+            yield i
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _read_until_closed(sock: socket.socket, timeout: float) -> None:
+    """Read everything the peer sends until EOF, a reset or the timeout."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+
+
+def run_closed_port(args: argparse.Namespace) -> None:
+    """Client of a dead local service: each connect is refused with [R.] on lo."""
+    for _ in Pacer(args).ticks():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(1.0)
+        try:
+            sock.connect((args.address, args.port))
+        except OSError:
+            pass
+        _close_quietly(sock)
+
+
+def run_data_client(args: argparse.Namespace) -> None:
+    """Client that connects, sends a few bytes and waits for the server's answer (or reset)."""
+    for _ in Pacer(args).ticks():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(1.0)
+        try:
+            sock.connect((args.address, args.port))
+            sock.sendall(PAYLOAD)
+            _read_until_closed(sock, 1.0)
+        except OSError:
+            pass
+        _close_quietly(sock)
+
+
+def _listener(args: argparse.Namespace) -> socket.socket:
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((args.address, args.port))
+    return srv
+
+
+def run_abort_server(args: argparse.Namespace, *, read_first: bool) -> None:
+    """Server that aborts every connection: SO_LINGER {1,0} after reading, or close unread."""
+    srv = _listener(args)
+    srv.listen(16)
+    srv.settimeout(0.5)
+    pacer = Pacer(args)
+    served = 0
+    while served < args.count and pacer.alive():
+        try:
+            conn, _ = srv.accept()
+        except TimeoutError:
+            continue
+        served += 1
+        conn.settimeout(1.0)
+        try:
+            if read_first:
+                conn.recv(4096)
+                # Zero linger turns close() into tcp_disconnect(): a reset, not a FIN.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                # Wait until the client's bytes are queued, then close without reading them:
+                # unread data makes close() send a reset (TCPAbortOnClose).
+                select.select([conn], [], [], 1.0)
+        except OSError:
+            pass
+        _close_quietly(conn)
+    srv.close()
+
+
+def _accept_queue_length(srv: socket.socket) -> int:
+    """Connections waiting in a listener's accept queue (tcpi_unacked of a LISTEN socket)."""
+    info = srv.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int(struct.unpack_from("I", info, 24)[0])
+
+
+def run_overflow_server(args: argparse.Namespace) -> None:
+    """Listener with backlog 1 that accepts only enough to keep its queue exactly full."""
+    srv = _listener(args)
+    # With TCP_DEFER_ACCEPT a child is created when the client's first data arrives, not at
+    # the handshake's ACK: the SYN passes while the queue has room, the data then overflows it
+    # and, with tcp_abort_on_overflow=1, is answered by a reset. Without it the SYN itself is
+    # dropped on a full queue and no reset is ever sent.
+    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+    srv.listen(1)
+    srv.setblocking(False)
+    served = 0
+    # Half a period after the client's bursts: take the oldest connection, leave one queued.
+    for _ in Pacer(args, phase=0.5).ticks():
+        while served < args.count and _accept_queue_length(srv) > 1:
+            try:
+                conn, _ = srv.accept()
+            except BlockingIOError:
+                break
+            served += 1
+            _read_until_closed(conn, 0.05)
+            _close_quietly(conn)
+        if served >= args.count:
+            break
+    srv.close()
+
+
+def run_overflow_client(args: argparse.Namespace) -> None:
+    """Client that opens two connections per tick and sends on both, one past a full queue."""
+    for _ in Pacer(args).ticks():
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(2)]
+        try:
+            for sock in socks:
+                sock.setblocking(False)
+                sock.connect_ex((args.address, args.port))
+            # Both handshakes finish before any data goes out, so both SYNs find room.
+            select.select([], socks, [], 0.2)
+            for sock in socks:
+                try:
+                    sock.send(PAYLOAD)
+                except OSError:
+                    pass
+            # Let the reset land before close(): a FIN after it would draw a second reset.
+            select.select(socks, [], [], 0.05)
+        finally:
+            for sock in socks:
+                _close_quietly(sock)
+
+
+def run_port_sweep(args: argparse.Namespace) -> None:
+    """Scanner: connects to one closed port of the target after another."""
+    ports = [int(p) for p in args.ports.split(",") if p]
+    for i in Pacer(args).ticks():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(1.0)
+        try:
+            sock.connect((args.address, ports[i % len(ports)]))
+        except OSError:
+            pass
+        _close_quietly(sock)
+
+
+def run_watchdog(args: argparse.Namespace) -> None:
+    """Take the lab down when its time to live is over, unless it is already gone."""
+    pacer = Pacer(args)
+    if pacer.sleep_until(pacer.deadline):
+        return
+    if lab_alive(args.lab_file, args.lab_id) and args.lab_file is not None:
+        from fleetrst.lab import lab_down
+
+        lab_down(args.lab_file.parent)
+
+
+ROLES = {
+    ("closed_port", "client"): run_closed_port,
+    ("linger_abort", "server"): lambda a: run_abort_server(a, read_first=True),
+    ("linger_abort", "client"): run_data_client,
+    ("unread_close", "server"): lambda a: run_abort_server(a, read_first=False),
+    ("unread_close", "client"): run_data_client,
+    ("listen_overflow", "server"): run_overflow_server,
+    ("listen_overflow", "client"): run_overflow_client,
+    ("port_sweep", "client"): run_port_sweep,
+    ("watchdog", "client"): run_watchdog,
+}
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a generator's command line."""
+    parser = argparse.ArgumentParser(prog="python3 -m fleetrst.labtraffic")
+    parser.add_argument("scenario", choices=sorted({s for s, _ in ROLES}))
+    parser.add_argument("--role", choices=["client", "server"], default="client")
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ports", default="", help="comma-separated target ports (port_sweep)")
+    parser.add_argument("--rate", type=float, default=1.0, help="ticks per second")
+    parser.add_argument("--count", type=int, required=True, help="stop after this many")
+    parser.add_argument("--ttl", type=float, required=True, help="stop after this many seconds")
+    parser.add_argument("--name", required=True, help="process name (comm)")
+    parser.add_argument("--lab-file", type=Path, default=None)
+    parser.add_argument("--lab-id", default=None)
+    args = parser.parse_args(argv)
+    if (args.scenario, args.role) not in ROLES:
+        parser.error(f"{args.scenario} has no {args.role} role")
+    if args.rate <= 0 or args.count < 0 or args.ttl <= 0:
+        parser.error("--rate and --ttl must be positive, --count not negative")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one generator until one of its bounds is reached."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    set_process_name(args.name)
+    try:
+        ROLES[(args.scenario, args.role)](args)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    os.umask(0o022)
+    sys.exit(main())

@@ -1,0 +1,326 @@
+#!/bin/sh
+# fleetrst host side: capture TCP resets and counters for one window, then clean up.
+#
+# Needs only a POSIX sh, coreutils, iproute2 and tcpdump. No Python on the host.
+#
+#   capture.sh preflight DIR
+#   capture.sh run DIR START DURATION CAP_BLOCKS COLLECT_TIMEOUT TRACE -- IFNAME TAG [IFNAME TAG ...]
+#   capture.sh sweep BASE OWNER_TAG
+#
+# DIR is the private per-run directory the orchestrator created (0700). In `run` mode
+# stdin is a lease held open by the orchestrator: when it reaches EOF (collection done,
+# orchestrator killed or connection lost) everything this script started is stopped
+# and DIR is removed. Every capture is also bounded by `timeout` and a file-size limit,
+# so nothing outlives the window by more than a few seconds even if this shell dies.
+
+set -u
+umask 077
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LC_ALL=C
+export PATH LC_ALL
+# A closed SSH channel must not kill us with SIGPIPE before cleanup has run.
+trap '' PIPE
+
+FILTER='(tcp[tcpflags] & (tcp-rst) != 0) or (ip6 and ip6[6] = 6 and ip6[53] & 4 != 0)'
+SNAPLEN=128
+LEAD=1      # tcpdump starts this many seconds before the window
+TAIL=1      # and stops this many seconds after it
+
+now() { date +%s.%N; }
+
+say() { printf '%s\n' "$*"; }
+
+# Seconds (fractional) from now until epoch $1, never negative.
+until_epoch() {
+    awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; if (d < 0) d = 0; printf "%.3f\n", d }'
+}
+
+# Sleep in the background and wait, so that a trapped signal interrupts the wait at once.
+nap() {
+    sleep "$1" &
+    NAP_PID=$!
+    wait "$NAP_PID" 2>/dev/null
+    NAP_PID=
+}
+
+tracefs_root() {
+    for t in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+        if [ -e "$t/instances" ]; then
+            say "$t"
+            return 0
+        fi
+    done
+    return 1
+}
+
+section() {
+    say "--- $1"
+    shift
+    "$@" 2>/dev/null
+}
+
+preflight() {
+    dir=$1
+    say "fleetrst_remote=1"
+    say "time=$(now)"
+    say "uid=$(id -u)"
+    say "hostname=$(uname -n)"
+    say "kernel=$(uname -r)"
+    for tool in tcpdump timeout ip ss awk sha256sum nsenter; do
+        say "tool.$tool=$(command -v "$tool" 2>/dev/null)"
+    done
+    if command -v tcpdump >/dev/null 2>&1; then
+        say "tcpdump_version=$(tcpdump --version 2>&1 | head -n 1)"
+    fi
+    say "free_kb=$(df -Pk "$dir" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+    if t=$(tracefs_root); then
+        say "tracefs=$t"
+    elif grep -q tracefs /proc/filesystems 2>/dev/null; then
+        say "tracefs=unmounted"
+    else
+        say "tracefs="
+    fi
+    fmt=$(tracefs_root 2>/dev/null)/events/tcp/tcp_send_reset/format
+    if [ -r "$fmt" ] && grep -q 'field:.* reason;' "$fmt"; then
+        say "tcp_send_reset=reason"
+    elif [ -r "$fmt" ]; then
+        say "tcp_send_reset=noreason"
+    else
+        say "tcp_send_reset="
+    fi
+    section "ip -o link" ip -o link show
+    section "ip -o addr" ip -o addr show
+}
+
+snapshot_counters() {
+    {
+        say "# fleetrst counters"
+        say "time=$(now)"
+        for f in snmp netstat snmp6; do
+            if [ -r "/proc/net/$f" ]; then
+                say "--- /proc/net/$f"
+                cat "/proc/net/$f"
+            fi
+        done
+    } >"$1" 2>/dev/null
+}
+
+snapshot_sockets() {
+    {
+        say "# fleetrst sockets"
+        say "time=$(now)"
+        say "--- listen"
+        ss -Hltnp 2>/dev/null
+        say "--- all"
+        ss -Htanp 2>/dev/null
+        say "--- procs"
+        # Full process names: ss cuts a name at its first ')'. Names are untrusted text,
+        # so tabs and newlines inside them become spaces.
+        ss -Htanp 2>/dev/null | grep -o 'pid=[0-9]*' | sort -u | while IFS='=' read -r _ pid; do
+            [ -r "/proc/$pid/comm" ] || continue
+            comm=$(tr '\t\n' '  ' <"/proc/$pid/comm" 2>/dev/null)
+            cmd=$(head -c 512 "/proc/$pid/cmdline" 2>/dev/null | tr '\0\t\n' '   ')
+            printf '%s\t%s\t%s\n' "$pid" "$comm" "$cmd"
+        done
+    } >"$1"
+}
+
+# tracefs: our own instance, so that other users of tracing are not disturbed.
+trace_start() {
+    TRACE_INSTANCE=
+    TRACE_MOUNTED=
+    root=$(tracefs_root) || {
+        if grep -q tracefs /proc/filesystems 2>/dev/null &&
+            mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; then
+            TRACE_MOUNTED=/sys/kernel/tracing
+            root=/sys/kernel/tracing
+            say "note=mounted tracefs on /sys/kernel/tracing for this run"
+        else
+            say "note=tracefs not available: no kernel reset reasons"
+            return 0
+        fi
+    }
+    [ -r "$root/events/tcp/tcp_send_reset/format" ] || {
+        say "note=kernel has no tcp:tcp_send_reset tracepoint: no kernel reset reasons"
+        return 0
+    }
+    inst="$root/instances/fleetrst-$(basename "$DIR")"
+    mkdir "$inst" 2>/dev/null || {
+        say "note=cannot create a tracefs instance: no kernel reset reasons"
+        return 0
+    }
+    TRACE_INSTANCE=$inst
+    cp "$root/events/tcp/tcp_send_reset/format" "$DIR/tcp_send_reset.format" 2>/dev/null
+    echo 1024 >"$inst/buffer_size_kb" 2>/dev/null
+    echo mono >"$inst/trace_clock" 2>/dev/null
+    echo 1 >"$inst/events/tcp/tcp_send_reset/enable" 2>/dev/null
+    # connect() runs in the caller's context: SYN-SENT transitions name the client process
+    # of a refused connection, which the reset itself (sent from softirq) cannot.
+    ss_ev="$inst/events/sock/inet_sock_set_state"
+    if [ -w "$ss_ev/enable" ]; then
+        echo 'newstate == 2 && protocol == 6' >"$ss_ev/filter" 2>/dev/null
+        echo 1 >"$ss_ev/enable" 2>/dev/null
+    fi
+    # A marker ties the trace clock to wall-clock time.
+    echo "fleetrst-sync $(now)" >"$inst/trace_marker" 2>/dev/null
+}
+
+trace_stop() {
+    [ -n "${TRACE_INSTANCE:-}" ] || { trace_unmount; return 0; }
+    echo "fleetrst-sync $(now)" >"$TRACE_INSTANCE/trace_marker" 2>/dev/null
+    if [ -n "$1" ]; then
+        echo 0 >"$TRACE_INSTANCE/tracing_on" 2>/dev/null
+        head -c 16777216 "$TRACE_INSTANCE/trace" >"$1" 2>/dev/null
+    fi
+    echo 0 >"$TRACE_INSTANCE/events/tcp/tcp_send_reset/enable" 2>/dev/null
+    echo 0 >"$TRACE_INSTANCE/events/sock/inet_sock_set_state/enable" 2>/dev/null
+    rmdir "$TRACE_INSTANCE" 2>/dev/null
+    TRACE_INSTANCE=
+    trace_unmount
+}
+
+trace_unmount() {
+    if [ -n "${TRACE_MOUNTED:-}" ]; then
+        umount "$TRACE_MOUNTED" 2>/dev/null
+        TRACE_MOUNTED=
+    fi
+}
+
+stop_children() {
+    for p in ${CAPTURE_PIDS:-} ${NAP_PID:-}; do
+        kill -INT "$p" 2>/dev/null
+    done
+}
+
+cleanup() {
+    stop_children
+    trace_stop ""
+    [ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null
+    [ -n "${TIMER_PID:-}" ] && kill "$TIMER_PID" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf -- "$DIR"
+}
+
+on_lease_end() {
+    # Lease gone before we were done: the orchestrator died or the connection dropped.
+    exec >/dev/null 2>&1
+    cleanup
+    exit 3
+}
+
+run() {
+    DIR=$1 start=$2 duration=$3 cap_blocks=$4 collect_timeout=$5 trace=$6
+    shift 6
+    [ "${1:-}" = "--" ] && shift
+    [ -d "$DIR" ] || { say "error=run directory $DIR is missing"; exit 2; }
+    CAPTURE_PIDS=
+    TRACE_INSTANCE=
+    TRACE_MOUNTED=
+    NAP_PID=
+    TIMER_PID=
+    # The lease: stdin stays open while the orchestrator wants us. Background jobs get
+    # /dev/null as stdin unless told otherwise, hence the explicit fd 3.
+    exec 3<&0
+    me=$$
+    ( cat <&3 >/dev/null 2>&1; kill -USR1 "$me" 2>/dev/null ) &
+    WATCH_PID=$!
+    exec 0</dev/null 3<&-
+    trap on_lease_end USR1 HUP TERM INT
+
+    # Tell the orchestrator we are alive, then wait for the capture to be armed.
+    say "armed pid=$$ time=$(now)"
+    nap "$(until_epoch "$(awk -v s="$start" -v l="$LEAD" 'BEGIN { printf "%.6f", s - l }')")"
+
+    ip -o link show >"$DIR/ip-link.txt" 2>/dev/null
+    ip -o addr show >"$DIR/ip-addr.txt" 2>/dev/null
+    tdur=$((LEAD + duration + TAIL))
+    while [ "$#" -ge 2 ]; do
+        ifname=$1 tag=$2
+        shift 2
+        # ulimit -f (512-byte blocks) caps the file: tcpdump gets SIGXFSZ at the cap.
+        # Writing to stdout keeps tcpdump's privilege drop and AppArmor out of the way.
+        (
+            ulimit -f "$cap_blocks"
+            exec timeout -s INT -k 2 "$tdur" tcpdump -i "$ifname" -n -s "$SNAPLEN" \
+                --immediate-mode -U -w - "$FILTER"
+        ) >"$DIR/rst-$tag.pcap" 2>"$DIR/tcpdump-$tag.err" &
+        CAPTURE_PIDS="$CAPTURE_PIDS $!"
+        printf '%s\t%s\t%s\n' "$tag" "$!" "$ifname" >>"$DIR/captures.txt"
+    done
+    if [ "$trace" = 1 ]; then
+        trace_start >>"$DIR/notes.txt"
+    fi
+
+    nap "$(until_epoch "$start")"
+    snapshot_counters "$DIR/counters-start.txt"
+    snapshot_sockets "$DIR/sockets-start.txt"
+    say "started time=$(now)"
+
+    end=$(awk -v s="$start" -v d="$duration" 'BEGIN { printf "%.6f", s + d }')
+    nap "$(until_epoch "$end")"
+    snapshot_counters "$DIR/counters-end.txt"
+    snapshot_sockets "$DIR/sockets.txt"
+    say "ended time=$(now)"
+    if [ "$trace" = 1 ]; then
+        trace_stop "$DIR/tcp_send_reset.trace"
+    fi
+
+    : >"$DIR/exit-codes.txt"
+    for p in $CAPTURE_PIDS; do
+        wait "$p"
+        printf '%s\t%s\n' "$p" "$?" >>"$DIR/exit-codes.txt"
+    done
+    CAPTURE_PIDS=
+
+    # Hand the files to the login user, so they can be fetched without privileges.
+    if [ -n "${SUDO_UID:-}" ] && [ "$(id -u)" = 0 ]; then
+        chown -R "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$DIR" 2>/dev/null
+    fi
+    for f in "$DIR"/*; do
+        [ -f "$f" ] || continue
+        size=$(wc -c <"$f" | tr -d ' ')
+        sum=$(sha256sum "$f" | awk '{ print $1 }')
+        say "file $size $sum $(basename "$f")"
+    done
+    say "done time=$(now)"
+
+    # Wait for the orchestrator to fetch, but not forever.
+    ( sleep "$collect_timeout"; kill -USR1 "$me" 2>/dev/null ) &
+    TIMER_PID=$!
+    trap 'exec >/dev/null 2>&1; cleanup; exit 0' USR1 HUP TERM INT
+    wait "$WATCH_PID" 2>/dev/null
+    exec >/dev/null 2>&1
+    cleanup
+    exit 0
+}
+
+# Remove what earlier runs left behind: only directories named fleetrst-*-OWNER_TAG under
+# BASE that belong to us and whose capture processes are gone.
+sweep() {
+    base=$1 tag=$2
+    for d in "$base"/fleetrst-*-"$tag"; do
+        [ -d "$d" ] || continue
+        [ -O "$d" ] || continue
+        alive=
+        if [ -r "$d/captures.txt" ]; then
+            while IFS="$(printf '\t')" read -r _ pid _; do
+                # /proc, not kill -0: the captures may belong to root and we may not.
+                if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then
+                    alive=1
+                fi
+            done <"$d/captures.txt"
+        fi
+        [ -n "$alive" ] && continue
+        rm -rf -- "$d" && say "removed $d"
+    done
+    return 0
+}
+
+mode=${1:-}
+[ "$#" -gt 0 ] && shift
+case $mode in
+    preflight) preflight "$@" ;;
+    run) run "$@" ;;
+    sweep) sweep "$@" ;;
+    *) say "usage: capture.sh preflight|run|sweep ..." >&2; exit 2 ;;
+esac

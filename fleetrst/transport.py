@@ -1,0 +1,399 @@
+"""How fleetrst talks to a host: one small interface, an SSH and a local implementation."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import paramiko
+from fabric import Connection
+
+from .errors import HostError
+from .model import Host
+
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished remote command gave back."""
+
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Stream(Protocol):
+    """A long-running remote command: read its lines, hold its stdin open as a lease."""
+
+    def readline(self, timeout: float) -> str | None:
+        """Next line of stdout without the newline; None at EOF; raises TimeoutError."""
+
+    def close_stdin(self) -> None:
+        """End the lease: the host side cleans up and exits."""
+
+    def wait(self, timeout: float) -> int | None:
+        """Exit status, or None if it did not end within timeout."""
+
+    def stderr(self) -> str:
+        """What the command wrote on stderr so far (best effort)."""
+
+    def kill(self) -> None:
+        """Drop the command without waiting (the host side ends through its lease)."""
+
+
+class Transport(Protocol):
+    """Run commands on one host and fetch files from it."""
+
+    description: str
+
+    def run(self, command: str, stdin: bytes | None = None, timeout: float = 60.0) -> Result:
+        """Run a command to completion."""
+
+    def start(self, command: str) -> Stream:
+        """Start a command whose stdin stays open until close_stdin()."""
+
+    def get(self, remote: str, local: Path) -> None:
+        """Copy one remote file to a local path."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+# --- host keys ------------------------------------------------------------------------------
+
+
+class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown host keys, or (explicit opt-in) accept and record them like OpenSSH's accept-new."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, known_hosts: Path, accept_new: bool) -> None:
+        self.known_hosts = known_hosts
+        self.accept_new = accept_new
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        fingerprint = key.fingerprint
+        if not self.accept_new:
+            raise HostError(
+                f"unknown host key for {hostname} ({fingerprint}): not in {self.known_hosts}; "
+                "add it there or rerun with --accept-new-host-keys"
+            )
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        with self._lock:
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.known_hosts, "a", encoding="utf-8") as f:
+                f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """The name OpenSSH and paramiko look up in known_hosts for this address and port."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+# --- SSH ------------------------------------------------------------------------------------
+
+
+class SSHStream:
+    """A paramiko exec channel used as a Stream."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+        self._buf = b""
+        self._err = b""
+        self._eof = False
+
+    def readline(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf and not self._eof:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no output from the host side in time")
+            self.channel.settimeout(min(remaining, 1.0))
+            try:
+                chunk = self.channel.recv(65536)
+            except socket.timeout:
+                self._drain_stderr()
+                continue
+            if not chunk:
+                self._eof = True
+            self._buf += chunk
+        if not self._buf:
+            return None
+        line, sep, rest = self._buf.partition(b"\n")
+        self._buf = rest
+        return line.decode("utf-8", "replace")
+
+    def _drain_stderr(self) -> None:
+        while self.channel.recv_stderr_ready():
+            self._err += self.channel.recv_stderr(65536)
+
+    def close_stdin(self) -> None:
+        try:
+            self.channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while not self.channel.exit_status_ready():
+            if time.monotonic() > deadline or self.channel.closed:
+                break
+            self._drain_stderr()
+            time.sleep(0.05)
+        if self.channel.exit_status_ready():
+            return self.channel.recv_exit_status()
+        return None
+
+    def stderr(self) -> str:
+        self._drain_stderr()
+        return self._err.decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        self.channel.close()
+
+
+class SSHTransport:
+    """A host reached over SSH (fabric Connection, paramiko underneath)."""
+
+    def __init__(
+        self,
+        host: Host,
+        known_hosts: Path,
+        accept_new_host_keys: bool = False,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.host = host
+        self.description = f"{host.user + '@' if host.user else ''}{host.address}:{host.port}"
+        connect_kwargs: dict[str, object] = {
+            "banner_timeout": connect_timeout,
+            "auth_timeout": connect_timeout,
+        }
+        if host.key_file:
+            connect_kwargs["key_filename"] = [host.key_file]
+        if host.password:
+            connect_kwargs["password"] = host.password
+        self.conn = Connection(
+            host.address,
+            user=host.user,
+            port=host.port,
+            connect_timeout=connect_timeout,
+            connect_kwargs=connect_kwargs,
+        )
+        client = self.conn.client
+        # fabric installs AutoAddPolicy; a production tool must never trust a key silently.
+        client.set_missing_host_key_policy(HostKeyPolicy(known_hosts, accept_new_host_keys))
+        if known_hosts.exists():
+            try:
+                client.get_host_keys().load(str(known_hosts))
+            except (OSError, paramiko.SSHException) as e:
+                raise HostError(f"cannot read known_hosts {known_hosts}: {e}") from e
+        self.known_hosts = known_hosts
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def open(self) -> None:
+        """Connect and authenticate; every failure becomes a one-line HostError."""
+        where = f"{self.host.address}:{self.host.port}"
+        try:
+            self.conn.open()
+        except HostError:
+            raise
+        except paramiko.BadHostKeyException as e:
+            name = known_hosts_name(self.host.address, self.host.port)
+            raise HostError(
+                f"host key for {name} CHANGED: got {e.key.get_name()} {e.key.fingerprint}, "
+                f"{self.known_hosts} has {e.expected_key.fingerprint}; check the line for "
+                f"'{name}' in {self.known_hosts} (refusing to connect)"
+            ) from e
+        except paramiko.AuthenticationException as e:
+            who = f"{self.host.user or os.environ.get('USER', '?')}@{where}"
+            raise HostError(f"authentication failed for {who}: {e}") from e
+        except paramiko.ssh_exception.NoValidConnectionsError as e:
+            codes = {getattr(err, "errno", None) for err in e.errors.values()}
+            if errno.ECONNREFUSED in codes:
+                raise HostError(f"connection refused ({where})") from e
+            raise HostError(f"cannot connect to {where}: {e}") from e
+        except (socket.timeout, TimeoutError) as e:
+            raise HostError(f"timed out connecting to {where}") from e
+        except paramiko.SSHException as e:
+            msg = str(e)
+            if "banner" in msg.lower():
+                msg = "no SSH banner in time (not an SSH server, or sshd overloaded)"
+            raise HostError(f"SSH failed on {where}: {msg}") from e
+        except OSError as e:
+            raise HostError(f"cannot connect to {where}: {e.strerror or e}") from e
+
+    def _channel(self, command: str) -> paramiko.Channel:
+        transport = self.conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise HostError(f"connection to {self.description} was lost")
+        try:
+            channel = transport.open_session(timeout=CONNECT_TIMEOUT)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise HostError(f"cannot run a command on {self.description}: {e}") from e
+        return channel
+
+    def run(self, command: str, stdin: bytes | None = None, timeout: float = 60.0) -> Result:
+        channel = self._channel(command)
+        try:
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out, err = b"", b""
+            deadline = time.monotonic() + timeout
+            channel.settimeout(1.0)
+            while True:
+                if time.monotonic() > deadline:
+                    raise HostError(f"command timed out after {timeout:.0f} s on {self.description}")
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                try:
+                    chunk = channel.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    break
+                out += chunk
+            while not channel.exit_status_ready() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            rc = channel.recv_exit_status() if channel.exit_status_ready() else -1
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise HostError(f"connection to {self.description} failed: {e}") from e
+        finally:
+            channel.close()
+        return Result(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def start(self, command: str) -> Stream:
+        return SSHStream(self._channel(command))
+
+    def get(self, remote: str, local: Path) -> None:
+        try:
+            if self._sftp is None:
+                self._sftp = self.conn.client.open_sftp()
+            self._sftp.get(remote, str(local))
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise HostError(f"cannot fetch {remote} from {self.description}: {e}") from e
+
+    def close(self) -> None:
+        try:
+            if self._sftp is not None:
+                self._sftp.close()
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - closing must never raise
+            pass
+
+
+# --- local ----------------------------------------------------------------------------------
+
+
+class LocalStream:
+    """A local subprocess used as a Stream."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._lines: list[str] = []
+        self._eof = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._cond:
+                self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def readline(self, timeout: float) -> str | None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._lines or self._eof, timeout):
+                raise TimeoutError("no output from the host side in time")
+            return self._lines.pop(0) if self._lines else None
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stderr(self) -> str:
+        return ""
+
+    def kill(self) -> None:
+        self.close_stdin()
+
+
+class LocalTransport:
+    """The machine fleetrst runs on (`ansible_connection: local`)."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.description = "local"
+
+    def open(self) -> None:
+        """Nothing to open locally."""
+
+    def run(self, command: str, stdin: bytes | None = None, timeout: float = 60.0) -> Result:
+        try:
+            p = subprocess.run(
+                ["sh", "-c", command], input=stdin or b"", capture_output=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as e:
+            raise HostError(f"local command timed out after {timeout:.0f} s") from e
+        return Result(p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))
+
+    def start(self, command: str) -> Stream:
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return LocalStream(proc)
+
+    def get(self, remote: str, local: Path) -> None:
+        try:
+            shutil.copyfile(remote, local)
+        except OSError as e:
+            raise HostError(f"cannot copy {remote}: {e.strerror or e}") from e
+
+    def close(self) -> None:
+        """Nothing to close locally."""
+
+
+def connect(host: Host, known_hosts: Path, accept_new_host_keys: bool = False) -> SSHTransport | LocalTransport:
+    """Open a transport to the host, or raise HostError with one line saying why not."""
+    t: SSHTransport | LocalTransport
+    if host.is_local:
+        t = LocalTransport(host)
+    else:
+        t = SSHTransport(host, known_hosts, accept_new_host_keys)
+    t.open()
+    return t
+
+
+def quote(value: object) -> str:
+    """Quote one value for a remote POSIX shell."""
+    return shlex.quote(str(value))
