@@ -289,8 +289,9 @@ def _finding(kind: str, sev: str, iface: str, local: str, peers: list[str], pk: 
     }
 
 
-def _fmt_rate(n: int, seconds: float) -> str:
-    return f"{n} in {seconds:.0f} s ({n / seconds:.1f}/s)" if seconds > 0 else str(n)
+def _fmt_rate(n: int, seconds: float, noun: str = "resets") -> str:
+    """'20 resets in 10 s (2.0/s)'."""
+    return f"{n} {noun} in {seconds:.0f} s ({n / seconds:.1f}/s)" if seconds > 0 else f"{n} {noun}"
 
 
 def _proc_text(proc: dict[str, Any] | None) -> str:
@@ -324,7 +325,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
                 "scan", _max_sev("warning", _rate_level(n / seconds)), iface, endpoint(local_addr, "*"),
                 [peer], group, seconds,
                 f"{iface}: {peer} probed {len(ports)} closed ports of {local_addr}: "
-                f"{_fmt_rate(n, seconds)} refusals — a port scan",
+                f"{_fmt_rate(n, seconds, 'refusals')} — a port scan",
                 f"Find out who runs {peer} and whether a scan is expected; block it if not.",
                 None, _counter_evidence(counters, ("OutRsts",)),
             ))
@@ -357,7 +358,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
             sev = _max_sev("warning" if n >= 3 else "info", _rate_level(n / seconds))
             findings.append(_finding(
                 "local_dead_service", sev, iface, local, peers, group, seconds,
-                f"{iface}: {local} sent {_fmt_rate(n, seconds)} resets to local ephemeral ports — "
+                f"{iface}: {local} sent {_fmt_rate(n, seconds)} to local ephemeral ports — "
                 f"{nothing}{who}",
                 (f"Nothing listens on {local} but {_proc_text(proc)} connects to it "
                  f"{n / seconds:.1f} times a second: start the service that should listen there, "
@@ -370,7 +371,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
             sev = _max_sev("info", _rate_level(n / seconds))
             findings.append(_finding(
                 "refused", sev, iface, local, peers, group, seconds,
-                f"{iface}: {local} refused {_fmt_rate(n, seconds)} connections from "
+                f"{iface}: {local} refused {_fmt_rate(n, seconds, 'connections')} from "
                 f"{', '.join(peers[:3])}{' and others' if len(peers) > 3 else ''} — {nothing}",
                 f"{peers[0]} expects a service on port {port}: start it, or fix the client's target.",
                 None, _counter_evidence(counters, ("OutRsts",)),
@@ -410,7 +411,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
             findings.append(_finding(
                 "abort", _max_sev("warning" if n >= 3 else "info", _rate_level(n / seconds)), iface,
                 local, peers, group, seconds,
-                f"{iface}: {local}{who} aborted {_fmt_rate(n, seconds)} established connections{rtxt}; {why}",
+                f"{iface}: {local}{who} aborted {_fmt_rate(n, seconds, 'established connections')}{rtxt}; {why}",
                 "The application closes connections abortively (SO_LINGER 0, or close with unread "
                 "data): check its logs and connection handling around these times.",
                 proc, _counter_evidence(counters, ABORT_COUNTERS + ("EstabResets",)),
@@ -420,7 +421,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
             findings.append(_finding(
                 "listen_overflow", _max_sev("warning", _rate_level(n / seconds)), iface, local, peers,
                 group, seconds,
-                f"{iface}: the accept queue of {local}{who} overflowed: {_fmt_rate(n, seconds)} connections "
+                f"{iface}: the accept queue of {local}{who} overflowed: {_fmt_rate(n, seconds, 'connections')} "
                 f"reset (ListenOverflows +{ev.get('ListenOverflows', 0)}, tcp_abort_on_overflow=1)",
                 "The listener accepts too slowly: raise its backlog (and net.core.somaxconn), or find "
                 "why it stalls.",
@@ -429,7 +430,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
         else:
             findings.append(_finding(
                 "stray", _max_sev("info", _rate_level(n / seconds)), iface, local, peers, group, seconds,
-                f"{iface}: {local}{who} sent {_fmt_rate(n, seconds)} resets without ACK for connections "
+                f"{iface}: {local}{who} sent {_fmt_rate(n, seconds)} without ACK for connections "
                 "it no longer knows (restart, half-open or late segments)",
                 "Usually harmless after a restart; if it persists, look for peers reusing stale connections.",
                 proc, _counter_evidence(counters, ("OutRsts",)),
@@ -446,7 +447,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
         what = {"received_refused": "refused", "received_abort": "aborted", "received_stray": "reset"}[kind]
         findings.append(_finding(
             kind, _rate_level(n / seconds), iface, local_addrs[0] if local_addrs else "", [remote], group,
-            seconds, f"{iface}: {remote} {what} {_fmt_rate(n, seconds)} of this host's connections",
+            seconds, f"{iface}: {remote} {what} {_fmt_rate(n, seconds, 'of this host' + chr(39) + 's connections')}",
             f"Look at {addr}: its side explains why.", None,
             _counter_evidence(counters, ("AttemptFails", "EstabResets")),
         ))

@@ -121,9 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-v", "--verbose", action="count", default=0)
     a.set_defaults(func=cmd_analyze)
 
-    from .lab import register_cli
-
-    register_cli(sub)
+    try:
+        from .lab import register_cli
+    except ImportError:
+        pass
+    else:
+        register_cli(sub)
     return p
 
 

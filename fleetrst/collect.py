@@ -212,7 +212,7 @@ class Scan:
         # Leftovers of earlier runs that died (orchestrator killed, connection lost).
         r = t.run(
             f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh && "
-            f"sh {d}/capture.sh sweep {quote(opts.remote_tmp)} {quote(hr.token)}",
+            f"sh {d}/capture.sh sweep {quote(opts.remote_tmp.rstrip('/') or '/')} {quote(hr.token)} {d}",
             stdin=_script(),
         )
         if r.rc != 0:

@@ -34,9 +34,19 @@ KEY_COUNTERS = (
     "CurrEstab",
 )
 
-# Longest first: "UdpLite6InDatagrams" must not be read as a "Udp6"-less oddity.
 _SNMP6_PREFIXES = ("UdpLite6", "Icmp6", "Udp6", "Ip6")
-_INT = re.compile(r"^-?\d+$")
+_INT = re.compile(r"^-?[0-9]+$")
+
+
+def _lines(text: str) -> list[str]:
+    # Only "\n" ends a line: str.splitlines() would also cut a process name at "\x85" or
+    # "\u2028", which the host script leaves in place.
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _decimal(text: str) -> bool:
+    # str.isdigit() alone also accepts "²", which int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 # --- /proc/net counters -------------------------------------------------------------------------
@@ -46,7 +56,7 @@ def parse_proc_net(text: str) -> dict[str, dict[str, int]]:
     """Parse /proc/net/snmp, /proc/net/netstat or /proc/net/snmp6 into {prefix: {name: value}}."""
     out: dict[str, dict[str, int]] = {}
     headers: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         head, colon, rest = line.partition(":")
         tokens = rest.split()
         if colon and head and " " not in head and tokens:
@@ -90,7 +100,7 @@ def _sections(text: str) -> Iterator[tuple[str, str]]:
     """Yield (name, body) for each "--- NAME" section; text before the first one is skipped."""
     name: str | None = None
     body: list[str] = []
-    for line in text.splitlines():
+    for line in _lines(text):
         if line.startswith("--- "):
             if name is not None:
                 yield name, "\n".join(body)
@@ -104,7 +114,7 @@ def _sections(text: str) -> Iterator[tuple[str, str]]:
 def parse_counters_file(text: str) -> CounterSnapshot:
     """Parse a counters file from the host script: a `time=` header, then raw /proc sections."""
     when: float | None = None
-    for line in text.splitlines():
+    for line in _lines(text):
         if line.startswith("--- "):
             break
         if line.startswith("time="):
@@ -195,7 +205,7 @@ def _split_endpoint(token: str) -> tuple[str, int | None, str | None]:
         host, _, iface = host.partition("%")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    number = int(port) if port.isdigit() else None
+    number = int(port) if _decimal(port) else None
     return host, number, iface or None
 
 
@@ -222,7 +232,7 @@ def _parse_ss_line(line: str) -> Socket | None:
     if not line or line[0].isspace():
         return None  # blank, or an indented `ss -i` detail line
     parts = line.split(None, 5)
-    if len(parts) < 5 or not (parts[1].isdigit() and parts[2].isdigit()):
+    if len(parts) < 5 or not (_decimal(parts[1]) and _decimal(parts[2])):
         return None
     if ":" not in parts[3] or ":" not in parts[4]:
         return None
@@ -234,7 +244,7 @@ def _parse_ss_line(line: str) -> Socket | None:
 
 def parse_ss(text: str) -> list[Socket]:
     """Parse `ss -Htanp` / `ss -Hltnp` output; lines that are not sockets are skipped."""
-    return [s for s in map(_parse_ss_line, text.splitlines()) if s is not None]
+    return [s for s in map(_parse_ss_line, _lines(text)) if s is not None]
 
 
 def _unmap(addr: str) -> str:
@@ -245,9 +255,10 @@ def _unmap(addr: str) -> str:
 def parse_procs(text: str) -> dict[int, ProcInfo]:
     """Parse `PID<TAB>COMM<TAB>CMDLINE` lines (the host script's procs table)."""
     out: dict[int, ProcInfo] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         pid, _, rest = line.partition("\t")
-        if not pid.strip().isdigit():
+        pid = pid.strip()
+        if not _decimal(pid):
             continue
         comm, _, cmdline = rest.partition("\t")
         # cmdline ends with a NUL the script turned into a space.
@@ -346,7 +357,7 @@ def _word_after(words: list[str], key: str) -> str | None:
 def parse_ip_link(text: str) -> dict[int, Iface]:
     """Parse `ip -o link` into {ifindex: Iface}."""
     out: dict[int, Iface] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         match = _LINK.match(line.strip())
         if match is None:
             continue
@@ -367,7 +378,7 @@ def parse_ip_link(text: str) -> dict[int, Iface]:
             name=_strip_link_suffix(match[2]),
             flags=flags,
             up="UP" in flags,
-            mtu=int(mtu) if mtu and mtu.isdigit() else None,
+            mtu=int(mtu) if mtu and _decimal(mtu) else None,
             link_type=link_type,
             mac=mac,
             state=_word_after(words, "state"),
@@ -381,7 +392,7 @@ _ADDR = re.compile(r"^\d+:\s+(\S+)\s+(inet6?)\s+(\S+)")
 def parse_ip_addr(text: str) -> dict[str, list[str]]:
     """Parse `ip -o addr` into {ifname: [addresses without prefix length]}, both families."""
     out: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         match = _ADDR.match(line.strip())
         if match is None:
             continue

@@ -26,6 +26,7 @@ from .model import Host
 _GROUP_KEYS = ("hosts", "children", "vars")
 _VAR_FILE_SUFFIXES = ("", ".yml", ".yaml", ".json")
 _MAX_RANGE = 100_000  # a typo like web[1:9999999] should fail, not eat the memory
+_DECIMAL = re.compile(r"[0-9]+")  # not str.isdigit(), which takes "²" that int() refuses
 _TRUE = frozenset({"true", "yes", "y", "on", "1", "t"})
 _FALSE = frozenset({"false", "no", "n", "off", "0", "f", ""})
 
@@ -60,6 +61,10 @@ class Vaulted(str):
     """An inline `!vault` value: kept opaque, never usable as a connection setting."""
 
 
+class _Unsafe(str):
+    """An `!unsafe` string: Ansible never templates it, so neither does fleetrst."""
+
+
 class _Loader(yaml.SafeLoader):
     pass
 
@@ -89,9 +94,8 @@ def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> Vaulted:
 
 
 def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    # `!unsafe` only tells Ansible not to template the value.
     if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
+        return _Unsafe(loader.construct_scalar(node))
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node, deep=True)
     if isinstance(node, yaml.MappingNode):
@@ -214,10 +218,10 @@ def expand_host_range(pattern: str) -> list[str]:
     step_text = parts[2] if len(parts) == 3 else "1"
     if not end:
         raise ValueError(f"host range [{match[1]}] has no end")
-    if not step_text.isdigit() or int(step_text) < 1:
+    if not _DECIMAL.fullmatch(step_text) or int(step_text) < 1:
         raise ValueError(f"host range [{match[1]}] has a bad step")
     step = int(step_text)
-    if beg.isdigit() and end.isdigit():
+    if _DECIMAL.fullmatch(beg) and _DECIMAL.fullmatch(end):
         width = len(beg) if beg.startswith("0") and len(beg) > 1 else 0
         if width and len(end) != width:
             raise ValueError(f"host range [{match[1]}]: begin and end must have the same width")
@@ -243,13 +247,13 @@ def expand_host_range(pattern: str) -> list[str]:
 # --- building -------------------------------------------------------------------------------------
 
 
-Origin = tuple[str, int]  # (file as shown, line)
+_Origin = tuple[str, int]  # (file as shown, line)
 
 
 @dataclass
 class _Vars:
     values: dict[str, Any] = field(default_factory=dict)
-    origins: dict[str, Origin] = field(default_factory=dict)
+    origins: dict[str, _Origin] = field(default_factory=dict)
 
     def update(self, other: _Vars) -> None:
         self.values.update(other.values)
@@ -539,6 +543,8 @@ def _split_subscript(term: str) -> tuple[str, tuple[int, int | None] | None]:
 def _var_files(base: Path, kind: str, name: str) -> list[Path]:
     """group_vars/NAME{,.yml,.yaml,.json} files, or every such file under group_vars/NAME/."""
     out: list[Path] = []
+    if "/" in name or "\0" in name or name in (".", ".."):
+        return out  # a group name, not a path
     for suffix in _VAR_FILE_SUFFIXES:
         path = base / kind / f"{name}{suffix}"
         if path.is_file():
@@ -574,7 +580,7 @@ def _load_var_files(base: Path, kind: str, name: str, warnings: list[str]) -> _V
 
 def _group_priority(builder: _Builder, group: _Group) -> int:
     value = group.vars.values.get("ansible_group_priority", 1)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+    if isinstance(value, bool) or not _DECIMAL.fullmatch(str(value)):
         file, line = group.vars.origins.get("ansible_group_priority", (builder.shown, group.line))
         raise InventoryError(f"{file}:{line}: ansible_group_priority {value!r} is not an integer")
     return int(value)
@@ -610,7 +616,7 @@ class _HostVars:
         """Resolve plain `{{ var }}` references; anything richer needs Ansible itself."""
         if isinstance(value, Vaulted):
             raise self.fail(key, "is vault-encrypted, which fleetrst cannot open")
-        if not isinstance(value, str) or "{" not in value:
+        if not isinstance(value, str) or isinstance(value, _Unsafe) or "{" not in value:
             return value
         if depth > 10:
             raise self.fail(key, "refers to itself through templates")
@@ -656,7 +662,7 @@ class _HostVars:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise self.fail(key, f"{value!r} is not an integer")
         text = str(value).strip()
-        if not text.isdigit():
+        if not _DECIMAL.fullmatch(text):
             raise self.fail(key, f"{value!r} is not an integer")
         if not 1 <= int(text) <= 65535:
             raise self.fail(key, f"{value!r} is not a TCP port (1-65535)")
@@ -691,6 +697,7 @@ def _make_host(
         merged.update(group_files[group.name])
     merged.update(host.vars)
     merged.update(host_files)
+    merged.values.pop("ansible_group_priority", None)  # Ansible consumes it; not a host var
     hv = _HostVars(host.name, merged, builder.shown, host.line)
     key_file = hv.text("ansible_ssh_private_key_file", "ansible_private_key_file")
     if key_file:

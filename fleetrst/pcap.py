@@ -229,12 +229,13 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
             nh = buf[p + 6]
             t = p + 40
             while nh != 6:
+                if nh not in ip6_ext and nh != 44 and nh != 51:
+                    cnt[2] += 1  # ESP, no next header, another protocol
+                    return None
                 if t + 8 > end:
                     cnt[3] += 1
                     return None
-                if nh in ip6_ext:
-                    hl = (buf[t + 1] + 1) << 3
-                elif nh == 44:
+                if nh == 44:
                     if (buf[t + 2] << 8 | buf[t + 3]) & 0xFFF8:
                         cnt[2] += 1
                         return None
@@ -242,8 +243,7 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
                 elif nh == 51:  # AH counts 4-octet units, minus 2
                     hl = (buf[t + 1] + 2) << 2
                 else:
-                    cnt[2] += 1
-                    return None
+                    hl = (buf[t + 1] + 1) << 3
                 nh = buf[t]
                 t += hl
             ext = t - p - 40
@@ -314,6 +314,7 @@ class _Stream:
         """Read at least `need` more bytes unless the file ends first; False at end of file."""
         parts = [self.buf[self.pos:]]
         self.base += self.pos
+        self.buf = b""  # let the old chunk go before the next one arrives
         got = 0
         while got < need or got == 0:
             chunk = self.f.read(max(_CHUNK, need - got))
@@ -322,7 +323,8 @@ class _Stream:
                 break
             parts.append(chunk)
             got += len(chunk)
-        self.buf, self.pos = b"".join(parts), 0
+        self.buf = parts[1] if len(parts) == 2 and not parts[0] else b"".join(parts)
+        self.pos = 0
         return got > 0
 
 

@@ -347,10 +347,11 @@ def bar_chart(items: Sequence[Any] | None, key: str, kind: str) -> Chart | None:
         (display_text(r.get(key, "")), _num(r.get("sent")), _num(r.get("received"))) for r in rows
     ]
     top = max((sent + received for _, sent, received in data), default=0.0) or 1.0
-    # Narrow viewBox: these charts sit in half-width cards, and text must stay readable there.
-    width, row_h, label_w, value_w = 460, 26, 150, 110
-    bar_w = width - label_w - value_w
-    height = row_h * len(data) + 8
+    # Narrow viewBox, label above its bar: these charts sit in half-width cards or on phones, and
+    # an address or a long peer name must stay readable there.
+    width, row_h, value_w = 460, 44, 150
+    bar_w = width - value_w
+    height = row_h * len(data) + 4
     parts = [
         (
             f'<svg class="chart" data-chart="{escape(kind)}" data-points="{len(data)}" '
@@ -360,21 +361,20 @@ def bar_chart(items: Sequence[Any] | None, key: str, kind: str) -> Chart | None:
     ]
     for index, (label, sent, received) in enumerate(data):
         top_y = 4 + index * row_h
-        mid = top_y + row_h / 2 + 4
         sent_w = bar_w * sent / top
         recv_w = bar_w * received / top
         parts.append(
-            f'<text class="label mono" x="{label_w - 8}" y="{_fmt(mid)}" text-anchor="end">'
-            f"{escape(_label(label, 20))}<title>{escape(label)}</title></text>"
+            f'<text class="label mono" x="0" y="{top_y + 13}">'
+            f"{escape(_label(label, 44))}<title>{escape(label)}</title></text>"
         )
         parts.append(
-            f'<rect class="bar sent" x="{label_w}" y="{top_y + 5}" width="{_fmt(sent_w)}" '
-            f'height="{row_h - 10}"/>'
-            f'<rect class="bar received" x="{_fmt(label_w + sent_w)}" y="{top_y + 5}" '
-            f'width="{_fmt(recv_w)}" height="{row_h - 10}"/>'
+            f'<rect class="bar track" x="0" y="{top_y + 20}" width="{bar_w}" height="16"/>'
+            f'<rect class="bar sent" x="0" y="{top_y + 20}" width="{_fmt(sent_w)}" height="16"/>'
+            f'<rect class="bar received" x="{_fmt(sent_w)}" y="{top_y + 20}" '
+            f'width="{_fmt(recv_w)}" height="16"/>'
         )
         parts.append(
-            f'<text class="value" x="{_fmt(label_w + sent_w + recv_w + 6)}" y="{_fmt(mid)}">'
+            f'<text class="value" x="{bar_w + 8}" y="{top_y + 33}">'
             f"{escape(f'{sent:,.0f} sent · {received:,.0f} recv')}</text>"
         )
     parts.append("</svg>")
@@ -525,6 +525,20 @@ def _finding_view(finding: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_SHOWN_FACTS = frozenset(
+    ("kernel", "hostname", "tcpdump", "tracefs", "clock_offset_s", "interfaces", "missing")
+)
+
+
+def _extra_facts(facts: object) -> list[tuple[str, object]]:
+    """Facts a newer collector added that the page has no place for yet: shown as they are."""
+    return sorted(
+        (str(key), value)
+        for key, value in _dict(facts).items()
+        if key not in _SHOWN_FACTS and isinstance(value, (str, int, float, bool))
+    )
+
+
 def _pcap_views(pcaps: object) -> list[dict[str, Any]]:
     views = []
     for pcap in _list(pcaps):
@@ -556,6 +570,7 @@ def _host_context(run: Mapping[str, Any], host: Mapping[str, Any]) -> dict[str, 
         "findings": findings,
         "window": window,
         "facts": _dict(host.get("facts")),
+        "extra_facts": _extra_facts(host.get("facts")),
         "resets": _dict(host.get("resets")),
         "by_interface": sorted(_dict(_dict(host.get("resets")).get("by_interface")).items()),
         "counters": _counter_rows(host.get("counters")),

@@ -273,6 +273,17 @@ def test_listener_for() -> None:
     assert scoped is not None and scoped.iface == "lo"
 
 
+def test_odd_digits_and_line_separators() -> None:
+    assert parse_ss("ESTAB 0 0 1.2.3.4:\u00b2 5.6.7.8:9\nESTAB \u00b2 0 1.2.3.4:1 5.6.7.8:9\n") == [
+        Socket("ESTAB", 0, 0, "1.2.3.4", None, "5.6.7.8", 9)
+    ]
+    text = "--- procs\n7\tweird\u2028name\tcmd\x85line\n\u00b2\tx\ty\n"
+    assert parse_sockets_file(text).procs == {7: ProcInfo(7, "weird\u2028name", "cmd\x85line")}
+    assert parse_ip_link("1: lo: <UP> mtu \u00b2\\ link/loopback\n")[1].mtu is None
+    crlf = parse_sockets_file("--- procs\r\n7\tsh\tsh -c x \r\n")
+    assert crlf.procs == {7: ProcInfo(7, "sh", "sh -c x")}
+
+
 def test_sockets_file_without_listen_section_and_unknown_pids() -> None:
     text = (
         "--- all\n"

@@ -112,7 +112,7 @@ def test_ranges_and_ports() -> None:
         "node1", "node4", "node7", "node10",
         "rack1-ua", "rack1-ub", "rack2-ua", "rack2-ub",
         "edge.example.com", "2001:db8::7", "2001:db8::8",
-        "web01.example.com", "web02.example.com", "::1",
+        "web01.example.com", "web02.example.com",
         "xA", "xB", "xC", "y0", "y1", "y2",
     ]
     ports = {h.name: h.port for h in inv.hosts}
@@ -130,7 +130,7 @@ def test_local_inventory() -> None:
 
 def test_templates_vault_and_untrusted_names() -> None:
     inv = load_inventory(DATA / "templated.yml")
-    app01, app02, odd = inv.hosts
+    app01, app02, odd, literal = inv.hosts
     assert (app01.address, app01.user) == ("app01.corp.example", "deploy")
     assert (app02.address, app02.port) == ("app02.corp.example", 2202)
     # Names are kept as written; escaping is the report's job.
@@ -138,6 +138,9 @@ def test_templates_vault_and_untrusted_names() -> None:
     assert odd.vars["note"] == "{{ not rendered }}"
     assert odd.vars["secret"].startswith("$ANSIBLE_VAULT")
     assert app01.vars["ansible_host"] == "{{ inventory_hostname_short }}.{{ domain }}"
+    assert literal.password == "p{{w}}d"  # !unsafe: never templated
+    # Group names are not paths: one full of dots, slashes and a NUL only names a group.
+    assert app02.groups == ("../odd/group\x00",)
 
 
 def test_group_vars_and_host_vars_beside_the_inventory() -> None:
@@ -158,6 +161,14 @@ def test_become_true(tmp_path: Path, value: object) -> None:
     path = tmp_path / "inv.yml"
     path.write_text(f"all:\n  hosts:\n    h:\n      ansible_become: {value!r}\n")
     assert load_inventory(path).hosts[0].become is True
+
+
+def test_port_with_odd_digits(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("all:\n  hosts:\n    h:\n      ansible_port: \"2\u00b2\"\n", encoding="utf-8")
+    with pytest.raises(InventoryError) as err:
+        load_inventory(path)
+    assert str(err.value) == f"{path}:4: host 'h': ansible_port '2\u00b2' is not an integer"
 
 
 @pytest.mark.parametrize("value", ["false", "no", "0", "off", False, 0])
@@ -313,7 +324,7 @@ def test_expand_host_range(pattern: str, expanded: list[str]) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["w[1:]", "w[01:3]", "w[3:1]", "w[a:1]", "w[1:2:0]",
-                                     "w[1:2:3:4]", "w[0:99999999]"])
+                                     "w[1:2:3:4]", "w[0:99999999]", "w[1:\u00b2]"])
 def test_expand_host_range_errors(pattern: str) -> None:
     with pytest.raises(ValueError):
         expand_host_range(pattern)

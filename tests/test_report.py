@@ -105,6 +105,9 @@ def test_host_page_leads_with_verdict_and_finding(run_dir: Path) -> None:
 def test_host_page_findings_show_process(run_dir: Path) -> None:
     html = page(run_dir, "db01/report.html")
     assert 'class="badge sev-critical"' in html
+    banner = html[html.index('id="verdict"'):html.index("<h2>Findings")]
+    assert "resets-sent alarm at 5/s would be firing: 6.2/s" in banner  # ties page to the alert
+    assert "failed-connections alarm" not in banner  # only alarms that would fire go up there
     assert "pgbouncer" in html and "pid 4242" in html
     assert "TCP_ABORT_ON_CLOSE" in html
 
@@ -141,6 +144,8 @@ def test_host_page_counters_alarms_samples_pcaps_facts(run_dir: Path) -> None:
     assert 'class="alarm firing"' in html
     assert '<a href="rst-eth0.pcap" download>rst-eth0.pcap</a>' in html
     assert "6.18.2-amd64" in html and "-12.4 ms" in html
+    html = report.render_host({}, {"name": "n", "facts": {"classification": "packet rules"}})
+    assert "classification</dt>" in html and "packet rules" in html  # unknown facts still shown
     cache = page(run_dir, "cache01/report.html")
     assert "reasons come from the packets&#39; shape only" in cache
     web = page(run_dir, "web01/report.html")
@@ -288,7 +293,7 @@ def test_junit_survives_hostile_text(hostile_dir: Path) -> None:
 
 
 def test_examples_validate_against_schema(example: dict[str, Any], hostile: dict[str, Any]) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema  # a test dependency: a missing one must fail here, not skip
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     for summary in (example, hostile):
@@ -309,7 +314,7 @@ def test_examples_validate_against_schema(example: dict[str, Any], hostile: dict
     ],
 )
 def test_schema_rejects_broken_summaries(example: dict[str, Any], breakage: Any) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     broken = copy.deepcopy(example)
     breakage(broken)

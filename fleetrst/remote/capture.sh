@@ -5,7 +5,7 @@
 #
 #   capture.sh preflight DIR
 #   capture.sh run DIR START DURATION CAP_BLOCKS COLLECT_TIMEOUT TRACE -- IFNAME TAG [IFNAME TAG ...]
-#   capture.sh sweep BASE OWNER_TAG
+#   capture.sh sweep BASE OWNER_TAG CURRENT_DIR
 #
 # DIR is the private per-run directory the orchestrator created (0700). In `run` mode
 # stdin is a lease held open by the orchestrator: when it reaches EOF (collection done,
@@ -295,11 +295,12 @@ run() {
 }
 
 # Remove what earlier runs left behind: only directories named fleetrst-*-OWNER_TAG under
-# BASE that belong to us and whose capture processes are gone.
+# BASE that belong to us and whose capture processes are gone, never the current one.
 sweep() {
-    base=$1 tag=$2
+    base=$1 tag=$2 current=$3
     for d in "$base"/fleetrst-*-"$tag"; do
         [ -d "$d" ] || continue
+        [ "$d" = "$current" ] && continue
         [ -O "$d" ] || continue
         alive=
         if [ -r "$d/captures.txt" ]; then
