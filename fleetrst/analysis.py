@@ -6,10 +6,11 @@ import ipaddress
 import json
 import os
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import PcapError
 from .facts import (
@@ -345,7 +346,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
         )
         local_client = iface == "lo" or all(_is_own(p, hf.own) for p in peers)
         if local_client:
-            callers = Counter()
+            callers: Counter[str] = Counter()
             pids: dict[str, int] = {}
             for x in group:
                 c = tix.connector_for(x.p)
@@ -524,7 +525,7 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
     by_iface: dict[str, dict[str, int]] = {i: {"sent": 0, "received": 0} for i in captured_ifaces}
     ports: dict[str, Counter[str]] = defaultdict(Counter)
     peers: dict[str, Counter[str]] = defaultdict(Counter)
-    buckets = max(1, int(round(seconds)))
+    buckets = max(1, round(seconds))
     series: dict[str, list[int]] = {}
     t0 = hf.start.time or 0.0
     for x in packets:
@@ -543,7 +544,7 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
     sent_series = [sum(v[i] for k, v in series.items() if k.endswith(" sent")) for i in range(buckets)]
     worst10 = max((sum(sent_series[i:i + 10]) / min(10, buckets) for i in range(max(1, buckets - 9))), default=0.0)
     sent_avg = max(out_rsts / seconds, worst10 if buckets >= 10 else n_sent / seconds)
-    failed = counters.get("AttemptFails", {}).get("per_s", 0.0)
+    failed = counters.get("AttemptFails", {}).get("per_s") or 0.0
     alarms = [
         {"name": "resets sent, 10 s average (Netdata 10s_ipv4_tcp_resets_sent style)",
          "value": round(sent_avg, 2), "threshold": ALARM_SENT_PER_S, "unit": "/s",

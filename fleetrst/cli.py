@@ -7,15 +7,16 @@ import datetime as dt
 import enum
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .analysis import analyze_run, severity_rank
+from .collect import Scan, ScanOptions
 from .errors import FleetrstError, InventoryError
 from .inventory import load_inventory
 from .report import write_reports
-from .collect import Scan, ScanOptions
 
 
 class ExitStatus(enum.IntEnum):
@@ -181,8 +182,10 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> ExitStatus:
         try:
             summary = analyze_run(scan.out)
             write_reports(scan.out, summary, fail_on=args.fail_on)
-        except Exception:  # noqa: BLE001 - best effort after an interrupt
-            pass
+        except Exception as e:  # noqa: BLE001 - best effort after an interrupt
+            console.info(f"partial reports not written: {e}", level=-1)
+        else:
+            console.info(f"partial report: {scan.out / 'index.html'}", level=-1)
         return ExitStatus.INTERRUPTED
     return _finish(run_dir, args.fail_on, console, args.quiet)
 

@@ -10,11 +10,11 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterable
 
 from . import __version__
 from .errors import HostError
@@ -321,8 +321,8 @@ class Scan:
             if key in ("started", "ended", "done"):
                 hr.window_host[key] = float(rest.partition("=")[2] or 0)
             elif key == "file":
-                size, sha, name = rest.split(" ", 2)
-                manifest.append((int(size), sha, name))
+                size_text, sha_text, fname = rest.split(" ", 2)
+                manifest.append((int(size_text), sha_text, fname))
             if key == "done":
                 break
         for size, sha, name in manifest:

@@ -289,7 +289,7 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
             if len(cache) >= _CACHE_MAX:
                 cache.clear()
             cache[key] = pair
-        plen = max(plen - thl, 0)  # never negative, even with a lying IP length
+        plen = plen - thl if plen > thl else 0  # never negative, even with a lying IP length
         pkt: RstPacket = new(a * k + b * inv + tsoff, name, ifindex, pkttype,  # type: ignore[assignment]
                              family, pair[0], sport, pair[1], dport, seq, ack, flags, win,
                              thl - 20, plen, vlan)

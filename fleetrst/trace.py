@@ -9,7 +9,7 @@ _LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]*\)\s+)?\[(?P<cpu>\d+)\]\s+(?:\S+\s+)?"
     r"(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s+(?P<body>.*)$"
 )
-_SYMBOLIC = re.compile(r"__print_symbolic\(REC->(\w+),(.*?)\)(?:,|\s*$|\))", re.S)
+_SYMBOLIC = re.compile(r"__print_symbolic\(REC->(\w+),(.*?)\)(?:,|\s*$|\))", re.DOTALL)
 _PAIR = re.compile(r'\{\s*(-?\d+)\s*,\s*"([^"]*)"\s*\}')
 
 

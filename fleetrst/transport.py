@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -121,7 +121,7 @@ class SSHStream:
             self.channel.settimeout(min(remaining, 1.0))
             try:
                 chunk = self.channel.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 self._drain_stderr()
                 continue
             if not chunk:
@@ -129,7 +129,7 @@ class SSHStream:
             self._buf += chunk
         if not self._buf:
             return None
-        line, sep, rest = self._buf.partition(b"\n")
+        line, _, rest = self._buf.partition(b"\n")
         self._buf = rest
         return line.decode("utf-8", "replace")
 
@@ -222,7 +222,7 @@ class SSHTransport:
             if errno.ECONNREFUSED in codes:
                 raise HostError(f"connection refused ({where})") from e
             raise HostError(f"cannot connect to {where}: {e}") from e
-        except (socket.timeout, TimeoutError) as e:
+        except TimeoutError as e:
             raise HostError(f"timed out connecting to {where}") from e
         except paramiko.SSHException as e:
             msg = str(e)
@@ -259,7 +259,7 @@ class SSHTransport:
                     err += channel.recv_stderr(65536)
                 try:
                     chunk = channel.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not chunk:
                     break
@@ -287,12 +287,12 @@ class SSHTransport:
             raise HostError(f"cannot fetch {remote} from {self.description}: {e}") from e
 
     def close(self) -> None:
-        try:
+        # Closing must never raise: it runs in cleanup paths.
+        with contextlib.suppress(Exception):
             if self._sftp is not None:
                 self._sftp.close()
+        with contextlib.suppress(Exception):
             self.conn.close()
-        except Exception:  # noqa: BLE001 - closing must never raise
-            pass
 
 
 # --- local ----------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ class LocalTransport:
     def run(self, command: str, stdin: bytes | None = None, timeout: float = 60.0) -> Result:
         try:
             p = subprocess.run(
-                ["sh", "-c", command], input=stdin or b"", capture_output=True, timeout=timeout
+                ["sh", "-c", command], input=stdin or b"", capture_output=True, timeout=timeout, check=False
             )
         except subprocess.TimeoutExpired as e:
             raise HostError(f"local command timed out after {timeout:.0f} s") from e

@@ -74,7 +74,8 @@ def child(name: str, fork_name: str, *specs: str) -> None:
         socks.append(s)
     if fork_name and os.fork() == 0:
         setname(fork_name)
-    print("ready", flush=True)
+    else:
+        print("ready", flush=True)
     conns: list[socket.socket] = []
     while True:
         ready, _, _ = select.select(socks + conns, [], [])
