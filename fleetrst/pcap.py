@@ -8,13 +8,14 @@ memory bounded whatever the file size.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO
+from typing import Protocol
 
 from fleetrst.errors import PcapError
 
@@ -48,7 +49,14 @@ _PCAP_MAGIC = {
 }
 _PRECISION = {1: "s", 1000: "ms", 1_000_000: "us", 1_000_000_000: "ns", 10**12: "ps"}
 
-Source = str | os.PathLike[str] | IO[bytes]
+
+class Readable(Protocol):
+    """Anything with a binary read(): an open file, a pipe, a socket's makefile("rb")."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+Source = str | os.PathLike[str] | Readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +99,7 @@ class _NewRst:
     filled by ordinary attribute stores, and then becomes a genuine RstPacket.
     """
 
-    __slots__ = RstPacket.__slots__  # type: ignore[attr-defined]
+    __slots__ = RstPacket.__slots__
 
     def __init__(self, ts: float, ifname: str | None, ifindex: int | None, pkttype: int | None,
                  family: int, src: str, sport: int, dst: str, dport: int, seq: int, ack: int,
@@ -307,7 +315,7 @@ class _Stream:
 
     __slots__ = ("base", "buf", "eof", "f", "pos")
 
-    def __init__(self, f: IO[bytes], head: bytes) -> None:
+    def __init__(self, f: Readable, head: bytes) -> None:
         self.f, self.buf, self.pos, self.base, self.eof = f, head, 0, 0, False
 
     def more(self, need: int) -> bool:
@@ -485,17 +493,6 @@ def _read_pcapng(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Decoder
         st.packets += n
 
 
-def _open(src: Source) -> tuple[IO[bytes], str, bool]:
-    if hasattr(src, "read"):
-        f: IO[bytes] = src  # type: ignore[assignment]
-        return f, str(getattr(f, "name", "<stream>")), False
-    name = os.fspath(src)  # type: ignore[arg-type]
-    try:
-        return open(name, "rb", buffering=0), str(name), True
-    except OSError as e:
-        raise PcapError(f"{name}: cannot open: {e.strerror or e}") from e
-
-
 def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = None,
                 default_ifname: str | None = None, info: PcapInfo | None = None,
                 only_resets: bool = True) -> Iterator[RstPacket]:
@@ -503,8 +500,10 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
 
     Fills `info` as it goes; raises PcapError for anything unreadable, except a cut-short tail.
     """
+    src = path_or_fileobj
+    is_path = isinstance(src, (str, os.PathLike))
+    name = os.fspath(src) if is_path else str(getattr(src, "name", "<stream>"))  # type: ignore[arg-type]
     st = info if info is not None else PcapInfo()
-    f, name, close = _open(path_or_fileobj)
     st.path = name
     cache: dict[bytes, tuple[str, str]] = {}  # shared by all interfaces of the file
     cnt = [0, 0, 0, 0]
@@ -514,23 +513,31 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
                         tsoff)
 
     try:
-        s = _Stream(f, b"")
-        s.more(28)
-        head = s.buf
-        if not head:
-            raise PcapError(f"{name}: empty file, not a capture")
-        if head[:4] == b"\x0a\x0d\x0d\x0a":
-            if len(head) < 28:
-                raise PcapError(f"{name}: pcapng section header cut short ({len(head)} bytes)")
-            yield from _read_pcapng(s, name, st, mk)
-        elif head[:4] in _PCAP_MAGIC:
-            if len(head) < 24:
-                raise PcapError(f"{name}: pcap file header cut short ({len(head)} bytes)")
-            yield from _read_pcap(s, name, st, mk)
-        else:
-            hint = " (gzip-compressed: decompress it first)" if head[:2] == b"\x1f\x8b" else ""
-            raise PcapError(f"{name}: not a pcap or pcapng file (starts with {head[:4].hex()})"
-                            + hint)
+        with contextlib.ExitStack() as stack:
+            if is_path:
+                try:
+                    f: Readable = stack.enter_context(open(name, "rb", buffering=0))
+                except OSError as e:
+                    raise PcapError(f"{name}: cannot open: {e.strerror or e}") from e
+            else:
+                f = src  # type: ignore[assignment]
+            s = _Stream(f, b"")
+            s.more(28)
+            head = s.buf
+            if not head:
+                raise PcapError(f"{name}: empty file, not a capture")
+            if head[:4] == b"\x0a\x0d\x0d\x0a":
+                if len(head) < 28:
+                    raise PcapError(f"{name}: pcapng section header cut short ({len(head)} bytes)")
+                yield from _read_pcapng(s, name, st, mk)
+            elif head[:4] in _PCAP_MAGIC:
+                if len(head) < 24:
+                    raise PcapError(f"{name}: pcap file header cut short ({len(head)} bytes)")
+                yield from _read_pcap(s, name, st, mk)
+            else:
+                hint = " (gzip-compressed: decompress it first)" if head[:2] == b"\x1f\x8b" else ""
+                raise PcapError(f"{name}: not a pcap or pcapng file "
+                                f"(starts with {head[:4].hex()}){hint}")
     except PcapError as e:
         st.error = str(e)
         raise
@@ -540,8 +547,6 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
         raise PcapError(st.error) from e
     finally:
         _flush(st, cnt)
-        if close:
-            f.close()
 
 
 def read_resets(path: Source, **kw: object) -> tuple[list[RstPacket], PcapInfo]:

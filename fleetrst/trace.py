@@ -9,7 +9,6 @@ _LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]*\)\s+)?\[(?P<cpu>\d+)\]\s+(?:\S+\s+)?"
     r"(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s+(?P<body>.*)$"
 )
-_SYMBOLIC = re.compile(r"__print_symbolic\(REC->(\w+),(.*?)\)(?:,|\s*$|\))", re.DOTALL)
 _PAIR = re.compile(r'\{\s*(-?\d+)\s*,\s*"([^"]*)"\s*\}')
 
 
@@ -52,10 +51,12 @@ class Trace:
 
 def reason_names(format_text: str) -> dict[int, str]:
     """Reason numbers to names from the host's own event format file (numbering differs by kernel)."""
-    for m in _SYMBOLIC.finditer(format_text):
-        if m.group(1) == "reason":
-            return {int(n): name for n, name in _PAIR.findall(m.group(2))}
-    return {}
+    start = format_text.find("__print_symbolic(REC->reason,")
+    if start < 0:
+        return {}
+    body = format_text[start:]
+    end = body.find("})")
+    return {int(n): name for n, name in _PAIR.findall(body[: end + 1] if end >= 0 else body)}
 
 
 def _split_endpoint(text: str) -> tuple[str, int]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import io
 import json
-import gc
 import re
 import struct
 import sys
@@ -240,9 +240,9 @@ def test_ipv6_on_loopback() -> None:
     got, _ = read_resets(DATA / "lo6.pcap", default_ifname="lo")
     assert len(got) == 6
     assert all(p.family == 6 and p.src == "::1" == p.dst and p.ifname == "lo" for p in got)
-    assert format_tcpdump_line(got[0], utc=True).split(" ", 2)[1:] == \
-        ["lo", f"IP6 ::1.7211 > ::1.{got[0].dport}: Flags [R.], seq 0, ack {got[0].ack}, "
-               "win 0, length 0"]
+    line = (f"IP6 ::1.7211 > ::1.{got[0].dport}: Flags [R.], seq 0, ack {got[0].ack}, win 0, "
+            "length 0")
+    assert format_tcpdump_line(got[0], utc=True).split(" ", 2)[1:] == ["lo", line]
 
 
 def test_nanosecond_capture_of_the_same_packets() -> None:
@@ -509,10 +509,9 @@ def test_flag_strings(flags: int, text: str) -> None:
 
 
 def test_line_with_data_and_no_seq() -> None:
-    base = dict(ts=1_700_000_000.9999999, ifname=None, ifindex=None, pkttype=None, family=4,
-                src="10.0.0.1", sport=80, dst="10.0.0.2", dport=999, seq=4294967290, ack=7,
-                flags=PSH | ACK, window=501, options_len=0, payload_len=10, vlan=None)
-    p = RstPacket(**base)  # type: ignore[arg-type]
+    p = RstPacket(ts=1_700_000_000.9999999, ifname=None, ifindex=None, pkttype=None, family=4,
+                  src="10.0.0.1", sport=80, dst="10.0.0.2", dport=999, seq=4294967290, ack=7,
+                  flags=PSH | ACK, window=501, options_len=0, payload_len=10, vlan=None)
     assert format_tcpdump_line(p, utc=True) == (
         "22:13:21.000000 IP 10.0.0.1.80 > 10.0.0.2.999: Flags [P.], seq 4294967290:4, ack 7, "
         "win 501, length 10")
@@ -553,13 +552,12 @@ def test_streaming_reads_in_chunks_and_keeps_nothing(monkeypatch: pytest.MonkeyP
     assert grown < 2_000  # bounded by the cache's size, not by the packets read
 
 
+HTTP = "02 12 10 18 10 18 10 18 10 11 11 10"  # the flags of one short HTTP exchange
 THIRD_PARTY = {  # file: (TCP packets, payload bytes, flags), as tshark reads them
-    "200722_tcp_anon.pcapng": (35, 9531, "02 12 10 18 10 11 11 10 02 12 10 10 10 10 10 10 10 10 "
-                               "10 10 10 10 10 18 10 18 10 18 10 18 10 11 10 11 10"),
-    "simple_http.pcap": (24, 1796, "02 12 10 18 10 18 10 18 10 11 11 10 "
-                         "02 12 10 18 10 18 10 18 10 11 11 10"),
-    "simple_http_sll2.pcap": (24, 1833, "02 12 10 18 10 18 10 18 10 11 11 10 "
-                              "02 12 10 18 10 18 10 18 10 11 11 10"),
+    "200722_tcp_anon.pcapng": (35, 9531, ("02 12 10 18 10 11 11 10 02 12 10 10 10 10 10 10 10 10 "
+                                          "10 10 10 10 10 18 10 18 10 18 10 18 10 11 10 11 10")),
+    "simple_http.pcap": (24, 1796, f"{HTTP} {HTTP}"),
+    "simple_http_sll2.pcap": (24, 1833, f"{HTTP} {HTTP}"),
     "simple_http_tzsp.pcapng": (0, 0, ""),
     "teardrop.pcap": (0, 0, ""),
 }

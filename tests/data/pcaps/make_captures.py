@@ -149,16 +149,16 @@ def setup() -> None:
 
 def teardown() -> None:
     for ns in (NS_A, NS_B):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=30)
 
 
 STARTED: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
 
 
-def start_capture(name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], object]:
+def start_capture(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
     """Start a capture writing to stdout into NAME, and wait until it listens."""
-    out = open(os.path.join(HERE, name), "wb")
-    p = subprocess.Popen(["timeout", "30"] + argv, stdout=out, stderr=subprocess.PIPE)
+    with open(os.path.join(HERE, name), "wb") as out:  # the child keeps its own copy
+        p = subprocess.Popen(["timeout", "30", *argv], stdout=out, stderr=subprocess.PIPE)
     STARTED.append(p)
     assert p.stderr is not None
     seen = ""
@@ -166,7 +166,7 @@ def start_capture(name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], 
         line = p.stderr.readline().decode()
         seen += line
         if "listening" in line or "Capturing" in line:
-            return p, out
+            return p
     raise RuntimeError(f"{name}: {seen}")
 
 
@@ -179,11 +179,10 @@ def start_server(ns: str, *specs: str) -> subprocess.Popen[str]:
     return p
 
 
-def stop_capture(p: subprocess.Popen[bytes], out: object) -> None:
+def stop_capture(p: subprocess.Popen[bytes]) -> None:
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)  # `timeout` passes it on to tcpdump, which flushes and exits
     p.wait(timeout=10)
-    out.close()  # type: ignore[attr-defined]
 
 
 FIELDS = ["frame.time_epoch", "frame.interface_name", "sll.ifindex", "sll.pkttype", "ip.src",
@@ -196,9 +195,10 @@ def oracle(name: str, made_with: str, ns: str, iplink: str | None = None) -> Non
     path = os.path.join(HERE, name)
     ifnames: dict[int, str] = {}
     if iplink:
-        for line in open(os.path.join(HERE, iplink)):
-            idx, nm = line.split(":")[:2]
-            ifnames[int(idx)] = nm.strip().split("@")[0]
+        with open(os.path.join(HERE, iplink)) as f:
+            for line in f:
+                idx, nm = line.split(":")[:2]
+                ifnames[int(idx)] = nm.strip().split("@")[0]
     cmd = ["tshark", "-r", path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
     for f in FIELDS:
         cmd += ["-e", f]
@@ -248,14 +248,14 @@ def main() -> None:
                               + ["--time-stamp-precision=nano", "-i", "lo", FILTER])]
         sh(sys.executable, __file__, "traffic", "lo4", ns=NS_A)
         for c in caps:
-            stop_capture(*c)
+            stop_capture(c)
         made += [("lo.pcap", f"tcpdump {' '.join(TCPDUMP[1:])} -i lo FILTER; traffic lo4", NS_A, None),
                  ("lo-nano.pcap", "same packets as lo.pcap, --time-stamp-precision=nano", NS_A, None)]
 
         # Run 2: IPv6 resets on ::1.
         c = start_capture("lo6.pcap", ["ip", "netns", "exec", NS_A] + TCPDUMP + ["-i", "lo", FILTER])
         sh(sys.executable, __file__, "traffic", "lo6", ns=NS_A)
-        stop_capture(*c)
+        stop_capture(c)
         made.append(("lo6.pcap", "tcpdump ... -i lo FILTER; traffic lo6", NS_A, None))
 
         # Run 3: two namespaces joined by a veth pair, captured four ways at once in A.
@@ -273,7 +273,7 @@ def main() -> None:
         sh(sys.executable, __file__, "traffic", "b-to-a", ns=NS_B)
         sh(sys.executable, __file__, "traffic", "a-to-b", ns=NS_A)
         for c in caps:
-            stop_capture(*c)
+            stop_capture(c)
         for srv in (srv_a, srv_b):
             srv.terminate()
             srv.wait()

@@ -1,0 +1,155 @@
+"""End to end: the real CLI over real SSH against a namespace fleet with real resets."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetrst.lab import LabState, lab_down, lab_up
+
+pytestmark = pytest.mark.lab
+
+SCENARIOS = ["closed_port", "linger_abort", "quiet", "dead", "unread_close", "port_sweep"]
+
+
+def _seed() -> int:
+    return int(os.environ.get("FLEETRST_LAB_SEED") or random.SystemRandom().randrange(1, 2**31))
+
+
+def fleetrst(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fleetrst", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def leftovers() -> dict[str, list[str]]:
+    """What fleetrst could have left on the (shared) hosts: run directories, tcpdumps, trace instances."""
+    dirs = sorted(str(p) for p in Path("/tmp").glob("fleetrst-*") if p.is_dir() and p.name != "fleetrst-lab")
+    dirs = [d for d in dirs if len(Path(d).name.split("-")) >= 4]  # fleetrst-RUNID-RAND-TOKEN
+    procs = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "tcpdump" in cmd and "tcp-rst" in cmd:
+            procs.append(f"{p.name}: {cmd}")
+    instances = []
+    for root in (Path("/sys/kernel/tracing/instances"), Path("/sys/kernel/debug/tracing/instances")):
+        if root.is_dir():
+            instances += [str(i) for i in root.glob("fleetrst-*")]
+    return {"dirs": dirs, "tcpdump": procs, "trace_instances": instances}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory):
+    seed = _seed()
+    scenarios = list(SCENARIOS)
+    random.Random(seed).shuffle(scenarios)
+    print(f"\nlab seed: {seed} (FLEETRST_LAB_SEED={seed} reproduces), scenarios: {scenarios}")
+    directory = tmp_path_factory.mktemp("lab")
+    try:
+        state = lab_up(directory, hosts=len(scenarios), seed=seed, scenarios=scenarios)
+        yield state
+    finally:
+        lab_down(directory)
+
+
+def _by_scenario(state: LabState) -> dict[str, object]:
+    return {h.scenario: h for h in state.hosts}
+
+
+def test_scan_finds_the_top_sender_on_every_host(fleet: LabState, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = fleetrst("scan", str(fleet.inventory), "--known-hosts", str(fleet.known_hosts),
+                 "--duration", "8", "-o", str(out))
+    print(r.stdout, r.stderr[-3000:])
+    assert r.returncode == 3, "a dead host must make the exit status say some hosts failed"
+    assert str(out / "index.html") in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    hosts = {h["name"]: h for h in summary["hosts"]}
+    assert set(hosts) == {h.name for h in fleet.hosts}
+    index = (out / "index.html").read_text()
+
+    for lh in fleet.hosts:
+        h = hosts[lh.name]
+        exp = lh.expected
+        assert (out / h["report"]).exists()
+        assert lh.name in index
+        if lh.scenario == "dead":
+            assert h["status"] == "failed"
+            assert "refused" in h["error"]
+            continue
+        assert h["status"] == "ok", h.get("error")
+        assert h["counters"]["OutRsts"]["delta"] >= 0
+        warn = [f for f in h["findings"] if f["severity"] in ("warning", "critical")]
+        if lh.scenario == "quiet":
+            assert not warn, h["findings"]
+            continue
+        if lh.scenario == "port_sweep":
+            top = next(f for f in h["findings"] if f["kind"] == "scan")
+            assert top["interface"] == exp["interface"]
+            assert exp["peer"] in top["peers"]
+            continue
+        top = h["findings"][0]
+        assert top["kind"] == exp["kind"], (lh.scenario, top)
+        assert top["interface"] == exp["interface"]
+        assert top["local"].rsplit(":", 1)[1] == str(exp["local_port"])
+        if lh.scenario == "closed_port":
+            assert top["local"] == f"127.0.0.1:{exp['local_port']}"
+            # About 2/s over the window (tolerance for start-up and scheduling).
+            assert 1.2 <= top["per_s"] <= 2.8, top
+            assert top["reason"] == "NO_SOCKET"
+            assert top["process"] and top["process"]["name"] == exp["process"]
+            assert f"nothing listens on {exp['local_port']}" in top["summary"]
+            page = (out / h["report"]).read_text()
+            assert "lo" in page and str(exp["local_port"]) in page
+        if lh.scenario in ("linger_abort", "unread_close"):
+            assert top["process"] and top["process"]["name"] == exp["process"]
+            assert exp["counter"] in top["evidence"]["counters"], top
+    assert leftovers() == {"dirs": [], "tcpdump": [], "trace_instances": []}
+
+
+def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path: Path) -> None:
+    duration = 20
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetrst", "scan", str(fleet.inventory), "--known-hosts",
+         str(fleet.known_hosts), "--duration", str(duration), "-o", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        window_start = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if "window:" in line:
+                window_start = time.monotonic()
+                break
+        assert window_start is not None, "the scan never reached its window"
+        running = leftovers()
+        assert running["tcpdump"], "captures should be running mid-window"
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        assert rc == 130
+        # The host side ends on its own within the window plus a few seconds at most.
+        while time.monotonic() < window_start + duration + 5 and any(leftovers().values()):
+            time.sleep(0.5)
+        assert leftovers() == {"dirs": [], "tcpdump": [], "trace_instances": []}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
