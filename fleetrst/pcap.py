@@ -27,9 +27,9 @@ __all__ = [
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
-LINKTYPE_NULL, LINKTYPE_EN10MB, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
-LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_IPV4, LINKTYPE_IPV6 = 113, 276, 228, 229
-_RAW_TYPES = frozenset((LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6))  # 12/14: DLT_RAW
+# link types by number, as the decoder tests them: 1 EN10MB, 276 LINUX_SLL2, 113 LINUX_SLL,
+# raw IP (101 RAW, 12 and 14 DLT_RAW, 228 IPV4, 229 IPV6), 0 NULL and 108 LOOP (BSD loopback)
+_RAW_TYPES = frozenset((101, 12, 14, 228, 229))
 
 MAX_CAPLEN = 256 * 1024  # above libpcap's own maximum snaplen: only garbage is bigger
 _MAX_BLOCK = 16 * 1024 * 1024  # pcapng non-packet blocks (comments, keys) can be large
@@ -63,22 +63,22 @@ Source = str | os.PathLike[str] | Readable
 class RstPacket:
     """One TCP segment (a reset unless asked for all), as recorded in the capture."""
 
-    ts: float
-    ifname: str | None
-    ifindex: int | None
-    pkttype: int | None
-    family: int
+    ts: float  # epoch seconds
+    ifname: str | None  # pcapng if_name, SLL2 index via `ifnames`, else the caller's default
+    ifindex: int | None  # SLL2 only
+    pkttype: int | None  # SLL/SLL2: 0 host, 1 broadcast, 2 multicast, 3 other host, 4 outgoing
+    family: int  # 4 or 6
     src: str
     sport: int
     dst: str
     dport: int
     seq: int
-    ack: int
-    flags: int
+    ack: int  # as on the wire, even without the ACK flag
+    flags: int  # the TCP flags byte
     window: int
-    options_len: int
-    payload_len: int
-    vlan: int | None  # outermost 802.1Q/802.1ad tag
+    options_len: int  # TCP header length - 20
+    payload_len: int  # from the IP length, so a short snaplen does not hide it
+    vlan: int | None  # outermost 802.1Q/802.1ad VLAN ID
 
     @property
     def is_ack(self) -> bool:
@@ -142,7 +142,6 @@ class PcapInfo:
 
 
 _Decoder = Callable[[bytes, int, int, int, int, int], RstPacket | None]
-_TCP_N, _RST_N, _NON_TCP_N, _SNAPPED_N = range(4)  # slots of the shared counter list
 
 
 def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, only_resets: bool,
@@ -159,19 +158,20 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
     vlan_tpids, ip6_ext = _VLAN_TPIDS, _IP6_EXT
     names = ifnames or {}
     new = _NewRst
-    # counter slots are literals below: a global name lookup per packet costs more than it reads
+    # cnt is [tcp, resets, non_tcp, snapped], indexed by literals: a named constant would cost a
+    # global lookup per packet
 
     def decode(buf: bytes, off: int, caplen: int, origlen: int, a: int, b: int) -> RstPacket | None:
         end = off + caplen
         vlan = pkttype = ifindex = None
         name = ifname
-        if lt == 1:
+        if lt == 1:  # Ethernet
             if caplen < 14:
                 cnt[3] += 1
                 return None
             etype = buf[off + 12] << 8 | buf[off + 13]
             p = off + 14
-        elif lt == 276:
+        elif lt == 276:  # Linux cooked v2 (-i any): protocol, interface index, packet type
             if caplen < 20:
                 cnt[3] += 1
                 return None
@@ -180,7 +180,7 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
             pkttype = buf[off + 10]
             name = names.get(ifindex, ifname)
             p = off + 20
-        elif lt == 113:
+        elif lt == 113:  # Linux cooked v1: packet type, no interface
             if caplen < 16:
                 cnt[3] += 1
                 return None
@@ -261,6 +261,9 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
         if t + 20 > end:
             cnt[3] += 1
             return None
+        if buf[t + 12] < 0x50:  # data offset under 5 words: not a real TCP header
+            cnt[2] += 1
+            return None
         cnt[0] += 1
         if buf[t + 13] & 4:
             cnt[1] += 1
@@ -298,16 +301,13 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
                 cache.clear()
             cache[key] = pair
         plen = plen - thl if plen > thl else 0  # never negative, even with a lying IP length
-        pkt: RstPacket = new(a * k + b * inv + tsoff, name, ifindex, pkttype,  # type: ignore[assignment]
-                             family, pair[0], sport, pair[1], dport, seq, ack, flags, win,
-                             thl - 20, plen, vlan)
+        ts = a * k + b * inv + tsoff
+        pkt: RstPacket = new(ts, name, ifindex, pkttype, family,  # type: ignore[assignment]
+                             pair[0], sport, pair[1], dport, seq, ack, flags, win, thl - 20, plen,
+                             vlan)
         return pkt
 
     return decode
-
-
-def _flush(st: PcapInfo, cnt: list[int]) -> None:
-    st.tcp, st.resets, st.non_tcp, st.snapped = cnt
 
 
 class _Stream:
@@ -341,7 +341,8 @@ def _truncated(st: PcapInfo, s: _Stream, what: str) -> None:
     st.error = f"truncated {what} at byte {s.base + s.pos}"
 
 
-def _read_pcap(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Decoder]) -> Iterator[RstPacket]:
+def _read_pcap(s: _Stream, name: str, st: PcapInfo,
+               mk: Callable[..., _Decoder]) -> Iterator[RstPacket]:
     end_, div = _PCAP_MAGIC[s.buf[:4]]
     major, _minor, _zone, _sigfigs, _snap, network = struct.unpack_from(end_ + "HHiIII", s.buf, 4)
     if major != 2:
@@ -350,6 +351,7 @@ def _read_pcap(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Decoder])
     st.format, st.linktypes, st.ts_precision = "pcap", [lt], _PRECISION[div]
     decode = mk(lt, None, 1.0, 1 / div, 0)
     rec = struct.Struct(end_ + "IIII").unpack_from
+    maxcap = MAX_CAPLEN
     s.pos = 24
     n = 0
     try:
@@ -358,7 +360,7 @@ def _read_pcap(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Decoder])
             need = 16
             while pos + 16 <= blen:
                 sec, frac, caplen, origlen = rec(buf, pos)
-                if caplen > MAX_CAPLEN:
+                if caplen > maxcap:
                     raise PcapError(f"{name}: record at byte {s.base + pos} claims {caplen} bytes "
                                     "(over 256 KiB): corrupt or not a capture")
                 nxt = pos + 16 + caplen
@@ -401,14 +403,17 @@ def _idb(body: bytes, e: str) -> tuple[int, int, str | None, int, int]:
     return lt, snaplen, ifname, div, tsoff
 
 
-def _read_pcapng(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Decoder]) -> Iterator[RstPacket]:
+def _read_pcapng(s: _Stream, name: str, st: PcapInfo,
+                 mk: Callable[..., _Decoder]) -> Iterator[RstPacket]:
     st.format = "pcapng"
     e = "<"
     hdr = struct.Struct("<II").unpack_from
     epb = struct.Struct("<IIIII").unpack_from
     u32 = struct.Struct("<I").unpack_from
-    ifaces: list[tuple[_Decoder, int]] = []
+    decoders: list[_Decoder] = []
+    snaplens: list[int] = []
     precisions: list[str] = []
+    maxcap, maxblock = MAX_CAPLEN, _MAX_BLOCK
     n = 0
 
     def bad(what: str, at: int) -> PcapError:
@@ -420,6 +425,25 @@ def _read_pcapng(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Decoder
             need = 12
             while pos + 12 <= blen:
                 btype, bl = hdr(buf, pos)
+                if btype == 6 and 32 <= bl <= maxblock and not bl & 3:  # EPB: nearly every block
+                    nxt = pos + bl
+                    if nxt > blen:
+                        need = nxt - blen
+                        break
+                    ifid, hi, lo, caplen, origlen = epb(buf, pos + 8)
+                    if u32(buf, nxt - 4)[0] != bl:
+                        raise bad("packet block whose two lengths differ", pos)
+                    if caplen > bl - 32 or caplen > maxcap:
+                        raise bad(f"packet block claiming {caplen} bytes", pos)
+                    if ifid >= len(decoders):
+                        raise bad(f"packet for undeclared interface {ifid}", pos)
+                    n += 1
+                    pkt = decoders[ifid](buf, pos + 28, caplen, origlen, hi, lo)
+                    pos = nxt
+                    if pkt is not None:
+                        s.pos = pos
+                        yield pkt
+                    continue
                 if btype == _SHB:
                     bom = buf[pos + 8:pos + 12]
                     if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
@@ -429,55 +453,41 @@ def _read_pcapng(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Decoder
                     epb = struct.Struct(e + "IIIII").unpack_from
                     u32 = struct.Struct(e + "I").unpack_from
                     bl = hdr(buf, pos)[1]
-                if bl < 12 or bl & 3 or bl > _MAX_BLOCK:
+                if bl < 12 or bl & 3 or bl > maxblock or (btype == 6 and bl < 32):
                     raise bad(f"block of type {btype:#x} with length {bl}", pos)
                 if pos + bl > blen:
                     need = pos + bl - blen
                     break
                 if u32(buf, pos + bl - 4)[0] != bl:
                     raise bad(f"block of type {btype:#x} whose two lengths differ", pos)
-                if btype == _EPB:
-                    if bl < 32:
-                        raise bad("short packet block", pos)
-                    ifid, hi, lo, caplen, origlen = epb(buf, pos + 8)
-                    if caplen > bl - 32 or caplen > MAX_CAPLEN:
-                        raise bad(f"packet block claiming {caplen} bytes", pos)
-                    if ifid >= len(ifaces):
-                        raise bad(f"packet for undeclared interface {ifid}", pos)
-                    n += 1
-                    pkt = ifaces[ifid][0](buf, pos + 28, caplen, origlen, hi, lo)
-                    pos += bl
-                    if pkt is not None:
-                        s.pos = pos
-                        yield pkt
-                    continue
                 if btype == _SHB:
                     if bl < 28 or struct.unpack_from(e + "H", buf, pos + 12)[0] != 1:
                         raise bad("unsupported section header", pos)
-                    ifaces = []  # interface ids restart with every section
+                    decoders, snaplens = [], []  # interface ids restart with every section
                 elif btype == _IDB:
                     if bl < 20:
                         raise bad("short interface block", pos)
                     lt, snap, ifname, div, tsoff = _idb(buf[pos + 8:pos + bl - 4], e)
-                    ifaces.append((mk(lt, ifname, (1 << 32) / div, 1 / div, tsoff), snap))
+                    decoders.append(mk(lt, ifname, (1 << 32) / div, 1 / div, tsoff))
+                    snaplens.append(snap)
                     if lt not in st.linktypes:
                         st.linktypes.append(lt)
                     precisions.append(_PRECISION.get(div, f"1/{div}s"))
                     st.ts_precision = precisions[0] if len(set(precisions)) == 1 else "mixed"
                 elif btype == _SPB or btype == _OPB:
-                    if not ifaces or bl < (16 if btype == _SPB else 32):
-                        raise bad("packet block before any interface block", pos)
+                    if not decoders or bl < (16 if btype == _SPB else 32):
+                        raise bad("short packet block, or one before any interface", pos)
                     if btype == _SPB:  # no timestamp and no caplen: both must be inferred
                         ifid, hi, lo, origlen, off = 0, 0, 0, u32(buf, pos + 8)[0], pos + 12
-                        caplen = min(origlen, bl - 16, ifaces[0][1] or MAX_CAPLEN)
+                        caplen = min(origlen, bl - 16, snaplens[0] or maxcap)
                     else:
                         ifid = struct.unpack_from(e + "H", buf, pos + 8)[0]
                         hi, lo, caplen, origlen = struct.unpack_from(e + "IIII", buf, pos + 12)
                         off = pos + 28
-                        if ifid >= len(ifaces) or caplen > bl - 32:
+                        if ifid >= len(decoders) or caplen > bl - 32:
                             raise bad("malformed packet block", pos)
                     n += 1
-                    pkt = ifaces[ifid][0](buf, off, caplen, origlen, hi, lo)
+                    pkt = decoders[ifid](buf, off, caplen, origlen, hi, lo)
                     pos += bl
                     if pkt is not None:
                         s.pos = pos
@@ -502,11 +512,14 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
     """
     src = path_or_fileobj
     is_path = isinstance(src, (str, os.PathLike))
-    name = os.fspath(src) if is_path else str(getattr(src, "name", "<stream>"))  # type: ignore[arg-type]
+    if is_path:
+        name = os.fspath(src)  # type: ignore[arg-type]
+    else:
+        name = str(getattr(src, "name", "<stream>"))
     st = info if info is not None else PcapInfo()
     st.path = name
     cache: dict[bytes, tuple[str, str]] = {}  # shared by all interfaces of the file
-    cnt = [0, 0, 0, 0]
+    cnt = [0, 0, 0, 0]  # tcp, resets, non_tcp, snapped
 
     def mk(lt: int, ifname: str | None, k: float, inv: float, tsoff: int) -> _Decoder:
         return _decoder(lt, ifname or default_ifname, ifnames, only_resets, cnt, cache, k, inv,
@@ -546,7 +559,7 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
         st.error = f"{name}: unreadable capture: {e}"
         raise PcapError(st.error) from e
     finally:
-        _flush(st, cnt)
+        st.tcp, st.resets, st.non_tcp, st.snapped = cnt
 
 
 def read_resets(path: Source, **kw: object) -> tuple[list[RstPacket], PcapInfo]:

@@ -130,9 +130,10 @@ def traffic(scenario: str) -> None:
 
 # ---------------------------------------------------------------- orchestration (root namespace)
 
-def sh(*args: str, ns: str | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+def sh(*args: str, ns: str | None = None,
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, timeout=30, **kw)
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, timeout=30, env=env)
 
 
 def setup() -> None:
@@ -195,13 +196,13 @@ def oracle(name: str, made_with: str, ns: str, iplink: str | None = None) -> Non
     path = os.path.join(HERE, name)
     ifnames: dict[int, str] = {}
     if iplink:
-        with open(os.path.join(HERE, iplink)) as f:
-            for line in f:
+        with open(os.path.join(HERE, iplink)) as lines_in:
+            for line in lines_in:
                 idx, nm = line.split(":")[:2]
                 ifnames[int(idx)] = nm.strip().split("@")[0]
     cmd = ["tshark", "-r", path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
-    for f in FIELDS:
-        cmd += ["-e", f]
+    for fld in FIELDS:
+        cmd += ["-e", fld]
     rows = sh(*cmd).stdout.splitlines()
     recs = []
     for row in rows:
@@ -239,36 +240,36 @@ def oracle(name: str, made_with: str, ns: str, iplink: str | None = None) -> Non
 
 
 def main() -> None:
-    made: list[tuple[str, str, str, str | None]] = []
+    in_a = ["ip", "netns", "exec", NS_A]
+    made: list[tuple[str, str, str | None]] = []  # file, how it was made, `ip -o link` file
     try:
         setup()
         # Run 1: IPv4 resets on lo, captured at once in microseconds and in nanoseconds.
-        caps = [start_capture("lo.pcap", ["ip", "netns", "exec", NS_A] + TCPDUMP + ["-i", "lo", FILTER]),
-                start_capture("lo-nano.pcap", ["ip", "netns", "exec", NS_A] + TCPDUMP
+        caps = [start_capture("lo.pcap", in_a + TCPDUMP + ["-i", "lo", FILTER]),
+                start_capture("lo-nano.pcap", in_a + TCPDUMP
                               + ["--time-stamp-precision=nano", "-i", "lo", FILTER])]
         sh(sys.executable, __file__, "traffic", "lo4", ns=NS_A)
         for c in caps:
             stop_capture(c)
-        made += [("lo.pcap", f"tcpdump {' '.join(TCPDUMP[1:])} -i lo FILTER; traffic lo4", NS_A, None),
-                 ("lo-nano.pcap", "same packets as lo.pcap, --time-stamp-precision=nano", NS_A, None)]
+        made += [("lo.pcap", "tcpdump -i lo; traffic lo4", None),
+                 ("lo-nano.pcap", "tcpdump --time-stamp-precision=nano -i lo; same packets", None)]
 
         # Run 2: IPv6 resets on ::1.
-        c = start_capture("lo6.pcap", ["ip", "netns", "exec", NS_A] + TCPDUMP + ["-i", "lo", FILTER])
+        c = start_capture("lo6.pcap", in_a + TCPDUMP + ["-i", "lo", FILTER])
         sh(sys.executable, __file__, "traffic", "lo6", ns=NS_A)
         stop_capture(c)
-        made.append(("lo6.pcap", "tcpdump ... -i lo FILTER; traffic lo6", NS_A, None))
+        made.append(("lo6.pcap", "tcpdump -i lo; traffic lo6", None))
 
         # Run 3: two namespaces joined by a veth pair, captured four ways at once in A.
         with open(os.path.join(HERE, "any-iplink.txt"), "w") as f:
             f.write(sh("ip", "-o", "link", ns=NS_A).stdout)
         srv_a = start_server(NS_A, f"{A_IP}/7300/linger", f"{A_IP}/7301/unread")
         srv_b = start_server(NS_B, f"{B_IP}/7400/linger")
-        ns_a = ["ip", "netns", "exec", NS_A]
-        caps = [start_capture("veth.pcap", ns_a + TCPDUMP + ["-i", "fra0", FILTER]),
-                start_capture("any-sll2.pcap", ns_a + TCPDUMP + ["-i", "any", FILTER]),
-                start_capture("any-sll.pcap", ns_a + TCPDUMP + ["-y", "LINUX_SLL", "-i", "any",
+        caps = [start_capture("veth.pcap", in_a + TCPDUMP + ["-i", "fra0", FILTER]),
+                start_capture("any-sll2.pcap", in_a + TCPDUMP + ["-i", "any", FILTER]),
+                start_capture("any-sll.pcap", in_a + TCPDUMP + ["-y", "LINUX_SLL", "-i", "any",
                                                                 FILTER]),
-                start_capture("dumpcap.pcapng", ns_a + ["dumpcap", "-i", "lo", "-i", "fra0",
+                start_capture("dumpcap.pcapng", in_a + ["dumpcap", "-i", "lo", "-i", "fra0",
                                                         "-s", "128", "-f", FILTER, "-w", "-"])]
         sh(sys.executable, __file__, "traffic", "b-to-a", ns=NS_B)
         sh(sys.executable, __file__, "traffic", "a-to-b", ns=NS_A)
@@ -277,22 +278,18 @@ def main() -> None:
         for srv in (srv_a, srv_b):
             srv.terminate()
             srv.wait()
-        made += [("veth.pcap", "tcpdump ... -i fra0 FILTER (EN10MB); traffic b-to-a, a-to-b",
-                  NS_A, None),
-                 ("any-sll2.pcap", "tcpdump ... -i any FILTER (LINUX_SLL2); same packets",
-                  NS_A, "any-iplink.txt"),
-                 ("any-sll.pcap", "tcpdump ... -y LINUX_SLL -i any FILTER; same packets",
-                  NS_A, None),
-                 ("dumpcap.pcapng", "dumpcap -i lo -i fra0 -s 128 -f FILTER; same packets",
-                  NS_A, None)]
+        made += [("veth.pcap", "tcpdump -i fra0 (EN10MB); traffic b-to-a, a-to-b", None),
+                 ("any-sll2.pcap", "tcpdump -i any (LINUX_SLL2); same packets", "any-iplink.txt"),
+                 ("any-sll.pcap", "tcpdump -y LINUX_SLL -i any; same packets", None),
+                 ("dumpcap.pcapng", "dumpcap -i lo -i fra0 -s 128 -f FILTER; same packets", None)]
 
-        for name, how, ns, iplink in list(made):
+        for name, _how, iplink in list(made):
             if name.endswith(".pcap"):
-                ng = name + "ng"
-                sh("editcap", "-F", "pcapng", os.path.join(HERE, name), os.path.join(HERE, ng))
-                made.append((ng, f"editcap -F pcapng {name}", ns, iplink))
-        for name, how, ns, iplink in made:
-            oracle(name, how, ns, iplink)
+                sh("editcap", "-F", "pcapng", os.path.join(HERE, name),
+                   os.path.join(HERE, name + "ng"))
+                made.append((name + "ng", f"editcap -F pcapng {name}", iplink))
+        for name, how, iplink in made:
+            oracle(name, how, NS_A, iplink)
     finally:
         for p in STARTED:
             if p.poll() is None:
