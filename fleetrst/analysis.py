@@ -403,7 +403,8 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
             if owners:
                 (comm, pid), _ = owners.most_common(1)[0]
                 proc = _process(comm, pid)
-        who = f" ({_proc_text(proc)})" if proc else ""
+        who = f" ({proc['name']}, pid {proc['pid']})" if proc and proc.get("pid") else (
+            f" ({proc['name']})" if proc else "")
         if kind == "abort":
             moved = _counter_evidence(counters, ABORT_COUNTERS)
             why = ", ".join(f"{k} +{v}" for k, v in moved.items()) or "no abort counter moved"
@@ -437,18 +438,21 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
                 proc, _counter_evidence(counters, ("OutRsts",)),
             ))
 
-    # Resets this host received, grouped by the peer's endpoint.
-    recv: dict[tuple[str, str, str, int], list[Packet]] = defaultdict(list)
+    # Resets this host received, grouped by the peer that sent them.
+    recv: dict[tuple[str, str, str], list[Packet]] = defaultdict(list)
     for x in received:
-        recv[("received_" + x.cls.replace("refusal", "refused"), x.p.ifname or "?", x.p.src, x.p.sport)].append(x)
-    for (kind, iface, addr, port), group in recv.items():
+        recv[("received_" + x.cls.replace("refusal", "refused"), x.p.ifname or "?", x.p.src)].append(x)
+    for (kind, iface, addr), group in recv.items():
         n = len(group)
-        remote = endpoint(addr, port)
+        rports = sorted({x.p.sport for x in group})
+        remote = endpoint(addr, rports[0]) if len(rports) == 1 else endpoint(addr, "*")
+        on = "" if len(rports) == 1 else f" on {len(rports)} ports ({', '.join(map(str, rports[:5]))}" + (
+            ", ...)" if len(rports) > 5 else ")")
         local_addrs = [p for p, _ in Counter(x.p.dst for x in group).most_common()]
         what = {"received_refused": "refused", "received_abort": "aborted", "received_stray": "reset"}[kind]
         findings.append(_finding(
             kind, _rate_level(n / seconds), iface, local_addrs[0] if local_addrs else "", [remote], group,
-            seconds, f"{iface}: {remote} {what} {_fmt_rate(n, seconds, 'of this host' + chr(39) + 's connections')}",
+            seconds, f"{iface}: {remote} {what} {_fmt_rate(n, seconds, 'of this host' + chr(39) + 's connections')}{on}",
             f"Look at {addr}: its side explains why.", None,
             _counter_evidence(counters, ("AttemptFails", "EstabResets")),
         ))

@@ -43,6 +43,7 @@ class Console:
         self.out, self.err, self.verbosity = out, err, verbosity
         self.tty = err.isatty()
         self._last_countdown = -1
+        self._failed: set[str] = set()
 
     def info(self, msg: str, level: int = 0) -> None:
         if self.verbosity < level:
@@ -70,8 +71,10 @@ class Console:
             return
         name = hr.host.name
         if event in ("preflight", "arm", "collect"):
-            if hr.status == "failed" and event != "collect" or (event == "collect" and hr.status == "failed"):
-                self.info(f"{name}: FAILED: {hr.error}", level=-1)
+            if hr.status == "failed":
+                if name not in self._failed:
+                    self._failed.add(name)
+                    self.info(f"{name}: FAILED: {hr.error}", level=-1)
             else:
                 self.info(f"{name}: {event} done ({data['done']}/{data['total']})", level=1)
             if data["done"] == data["total"]:

@@ -1,4 +1,5 @@
-"""Traffic generators of the test fleet: small processes that make real TCP resets.
+"""Processes of the test fleet: traffic generators that make real TCP resets, the supervisor
+that starts and reaps them, and the helpers that start and stop processes by PID.
 
 Each one runs inside a lab host's network namespace (started by ``fleetrst.lab``), names itself
 with ``prctl(PR_SET_NAME)`` so that ``ss`` and ``/proc/PID/comm`` show the scenario's process name,
@@ -12,22 +13,27 @@ that started it is gone (its ``lab.json`` removed or replaced), whichever comes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import math
 import os
 import select
+import signal
 import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
 PAYLOAD = b"PING fleetrst-lab\n"
 # How often a generator re-reads lab.json to see whether its lab still exists.
 LAB_CHECK_INTERVAL = 1.0
+STOP_TIMEOUT = 3.0  # seconds a process gets after SIGTERM, and again after SIGKILL
 
 
 def set_process_name(name: str) -> None:
@@ -35,6 +41,89 @@ def set_process_name(name: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME) failed")
+
+
+# --- process lifecycle (used by fleetrst.lab too) -------------------------------------------
+
+
+def spawn_detached(argv: Sequence[str], log: Path, stdin: int | None = None,
+                   stdout: int | None = None, env: dict[str, str] | None = None) -> int:
+    """Start argv in a session of its own, output appended to `log`; return its PID."""
+    actions: list[tuple[Any, ...]] = [
+        (os.POSIX_SPAWN_DUP2, stdin, 0) if stdin is not None
+        else (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_DUP2, stdout, 1) if stdout is not None else (os.POSIX_SPAWN_DUP2, 2, 1),
+    ]
+    return os.posix_spawnp(argv[0], list(argv), os.environ if env is None else env,
+                           file_actions=actions, setsid=True)
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot): with the PID, it names one process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; counted after the name, which may hold spaces and parentheses.
+    return int(text[text.rindex(")") + 2 :].split()[19])
+
+
+def exited(pid: int, started: int) -> bool:
+    """True once the process (PID and start time) is gone or a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return text[text.rindex(")") + 2] == "Z" or start_time(pid) != started
+
+
+def reap(pid: int) -> bool:
+    """Collect an exited child; True if `pid` was our child and has exited."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False
+
+
+def pin(pid: int, is_ours: Callable[[int], bool]) -> int | None:
+    """A pidfd for `pid` if, once pinned by the pidfd, it is still the process we mean."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if is_ours(pid):
+        return fd
+    os.close(fd)
+    return None
+
+
+def stop(pidfds: dict[int, int]) -> list[int]:
+    """SIGTERM, then SIGKILL, the pinned processes; reap our children; return survivors."""
+    try:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for fd in pidfds.values():
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, sig)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while pidfds and time.monotonic() < deadline:
+                # A pidfd turns readable when its process exits, zombie or not.
+                poller = select.poll()
+                for fd in pidfds.values():
+                    poller.register(fd, select.POLLIN)
+                ready = {fd for fd, _ in poller.poll(100)}
+                for pid in [p for p, fd in pidfds.items() if fd in ready]:
+                    os.close(pidfds.pop(pid))
+                    reap(pid)
+            if not pidfds:
+                break
+        return sorted(pidfds)
+    finally:
+        for fd in pidfds.values():
+            os.close(fd)
+
+
+# --- generators -------------------------------------------------------------------------------
 
 
 def lab_alive(lab_file: Path | None, lab_id: str | None) -> bool:
@@ -236,15 +325,58 @@ def run_port_sweep(args: argparse.Namespace) -> None:
         _close_quietly(sock)
 
 
-def run_watchdog(args: argparse.Namespace) -> None:
-    """Take the lab down when its time to live is over, unless it is already gone."""
-    pacer = Pacer(args)
-    if pacer.sleep_until(pacer.deadline):
-        return
-    if lab_alive(args.lab_file, args.lab_id) and args.lab_file is not None:
-        from fleetrst.lab import lab_down
+class _Stopped(Exception):
+    """SIGTERM reached the supervisor."""
 
-        lab_down(args.lab_file.parent)
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
+def _reap_children(wait: float = 0.0) -> None:
+    """Collect exited children (and orphans handed to us as subreaper), waiting up to `wait`."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)
+
+
+def run_supervisor(args: argparse.Namespace) -> None:
+    """Parent of the lab's processes: starts them on request (one JSON line each on stdin),
+    reaps them, and takes the lab down when its time to live is over."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Subreaper: sshd sessions orphaned when their sshd is stopped come to us, not to PID 1,
+    # which in containers often never reaps them.
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    pacer = Pacer(args)
+    try:
+        for line in sys.stdin:
+            request = json.loads(line)
+            try:
+                pid = spawn_detached(request["argv"], Path(request["log"]))
+                reply: dict[str, Any] = {"pid": pid, "start_time": start_time(pid)}
+            except OSError as exc:
+                reply = {"error": f"cannot start {request['argv'][0]}: {exc}"}
+            print(json.dumps(reply), flush=True)
+        while pacer.alive():
+            _reap_children()
+            time.sleep(0.2)
+        if lab_alive(args.lab_file, args.lab_id) and args.lab_file is not None:
+            from fleetrst.lab import lab_down
+
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # finish the teardown
+            lab_down(args.lab_file.parent)
+    except _Stopped:
+        pass
+    finally:
+        _reap_children(wait=2.0)
 
 
 ROLES = {
@@ -256,7 +388,7 @@ ROLES = {
     ("listen_overflow", "server"): run_overflow_server,
     ("listen_overflow", "client"): run_overflow_client,
     ("port_sweep", "client"): run_port_sweep,
-    ("watchdog", "client"): run_watchdog,
+    ("supervisor", "client"): run_supervisor,
 }
 
 
@@ -294,5 +426,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.umask(0o022)
     sys.exit(main())

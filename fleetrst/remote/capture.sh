@@ -118,7 +118,9 @@ snapshot_sockets() {
         # so tabs and newlines inside them become spaces.
         ss -Htanp 2>/dev/null | grep -o 'pid=[0-9]*' | sort -u | while IFS='=' read -r _ pid; do
             [ -r "/proc/$pid/comm" ] || continue
-            comm=$(tr '\t\n' '  ' <"/proc/$pid/comm" 2>/dev/null)
+            # $(...) drops the trailing newline; any inside the name become spaces.
+            comm=$(cat "/proc/$pid/comm" 2>/dev/null)
+            comm=$(printf '%s' "$comm" | tr '\t\n' '  ')
             cmd=$(head -c 512 "/proc/$pid/cmdline" 2>/dev/null | tr '\0\t\n' '   ')
             printf '%s\t%s\t%s\n' "$pid" "$comm" "$cmd"
         done

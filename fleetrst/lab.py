@@ -1,0 +1,738 @@
+"""The test fleet ("lab"): network namespaces with their own sshd, joined by a bridge in the root
+namespace, each running one scenario that makes real TCP resets. Used by the end-to-end tests and
+by ``fleetrst lab up|down``; everything it creates is recorded in ``DIR/lab.json`` for lab_down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import ipaddress
+import json
+import math
+import os
+import random
+import secrets
+import shlex
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetrst.errors import LabError
+from fleetrst.labtraffic import exited, pin, spawn_detached, start_time, stop
+
+LAB_POOL = ipaddress.IPv4Network("198.18.0.0/24")
+SCENARIOS = (
+    "closed_port", "linger_abort", "unread_close", "port_sweep", "listen_overflow", "quiet", "dead",
+)
+# Expected resets per second each scenario's generators are configured for.
+RATES = {
+    "closed_port": 2.0, "linger_abort": 2.0, "unread_close": 2.0,
+    "port_sweep": 5.0, "listen_overflow": 5.0,
+}
+SWEEP_PORTS = 20
+PORTS = range(1025, 32001)  # below the ephemeral range, so no client ever holds one of them
+# Process names: varied, some with characters that naive `ss -p` parsing gets wrong.
+NAME_POOL = (
+    "billing-agent", "metricsd", "cache_sync", "jobrunner", "api-gw", "auth-proxy", "ledgerd",
+    "queue.worker", "imgresize", "search-idx", "notifier", "report_gen", "geo-lookup",
+    "db)proxy", "log shipper",
+)
+SSHD = "/usr/sbin/sshd"
+TOOLS = ("ip", "ssh-keygen")
+GLOBAL_LOCK = Path("/run/fleetrst-lab.lock")
+SSHD_TIMEOUT = 30.0
+LISTEN_TIMEOUT = 10.0
+MAX_HOSTS = LAB_POOL.num_addresses - 3  # network, bridge and broadcast addresses
+FORMAT = 1
+
+
+@dataclass
+class LabHost:
+    """One lab host and the ground truth of what its scenario does."""
+
+    name: str
+    address: str
+    namespace: str
+    scenario: str
+    expected: dict[str, Any]
+
+
+@dataclass
+class LabState:
+    """A running lab, as recorded in its directory."""
+
+    directory: Path
+    seed: int
+    subnet: str
+    bridge: str
+    hosts: list[LabHost]
+    inventory: Path
+    known_hosts: Path
+    key_file: Path
+
+
+@dataclass
+class ProcSpec:
+    """A traffic generator to start: in which host's namespace (None: root), as what."""
+
+    host: int | None
+    scenario: str
+    role: str
+    name: str
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HostPlan:
+    """What one host runs and what a correct diagnosis of it says."""
+
+    scenario: str
+    expected: dict[str, Any]
+    procs: list[ProcSpec]
+
+
+# --- planning: pure, seeded -------------------------------------------------------------------
+
+
+def assign_scenarios(
+    rng: random.Random, count: int, scenarios: Sequence[str] | None = None
+) -> list[str]:
+    """Scenarios in the given order (cycling), or host 0 closed_port and the rest at random."""
+    if scenarios:
+        unknown = sorted(set(scenarios) - set(SCENARIOS))
+        if unknown:
+            raise LabError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        return [scenarios[i % len(scenarios)] for i in range(count)]
+    others = [s for s in SCENARIOS if s != "closed_port"]
+    kinds = ["closed_port"] + [rng.choice(others) for _ in range(count - 1)]
+    if count >= 3 and "quiet" not in kinds:
+        kinds[rng.randrange(1, count)] = "quiet"
+    return kinds
+
+
+def process_name(rng: random.Random, used: set[str]) -> str:
+    """A fresh process name from the pool with a random suffix, at most 15 bytes (comm)."""
+    while True:
+        base = rng.choice(NAME_POOL)
+        suffix = rng.choice(["-", "_", ".", ""]) + format(rng.randrange(16**3), "x")
+        name = base[: 15 - len(suffix)] + suffix
+        if name not in used:
+            used.add(name)
+            return name
+
+
+def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
+             addresses: Sequence[str], root: str) -> list[HostPlan]:
+    """Scenario, ground truth and processes per host; `root` is the bridge's address."""
+    rng = random.Random(seed)
+    count = len(names)
+    kinds = assign_scenarios(rng, count, scenarios)
+    ports = rng.sample(PORTS, count)
+    taken = set(ports)
+    used: set[str] = set()
+    plans = []
+    for i, kind in enumerate(kinds):
+        port, addr = ports[i], addresses[i]
+        rate = RATES.get(kind, 0.0)
+        expected: dict[str, Any] = {"kind": None}
+        procs: list[ProcSpec] = []
+        if kind == "closed_port":
+            client = process_name(rng, used)
+            procs.append(ProcSpec(i, kind, "client", client, ["--address", "127.0.0.1"]))
+            expected = {
+                "kind": "local_dead_service", "interface": "lo", "local_port": port,
+                "local_addr": "127.0.0.1", "rate": rate, "process": client, "peer": "127.0.0.1",
+                "reason": "NO_SOCKET",
+            }
+        elif kind in ("linger_abort", "unread_close", "listen_overflow"):
+            server, client = process_name(rng, used), process_name(rng, used)
+            procs += [
+                ProcSpec(i, kind, "server", server, ["--address", addr]),
+                ProcSpec(i, kind, "client", client, ["--address", addr]),
+            ]
+            expected = {
+                "kind": "abort", "interface": "lo", "local_port": port, "local_addr": addr,
+                "peer": addr, "rate": rate, "process": server, "client_process": client,
+            }
+            if kind == "linger_abort":
+                expected.update(reason="TCP_STATE", counter="TCPAbortOnData")
+            elif kind == "unread_close":
+                expected.update(reason="TCP_ABORT_ON_CLOSE", counter="TCPAbortOnClose")
+            else:
+                expected.update(kind="listen_overflow", reason="INVALID_SYN",
+                                counter="ListenOverflows")
+        elif kind == "port_sweep":
+            sweep = sorted(rng.sample([p for p in PORTS if p not in taken], SWEEP_PORTS))
+            taken.update(sweep)
+            # The scanner must not disturb a host that is meant to stay quiet (or down).
+            candidates = [j for j, k in enumerate(kinds) if j != i and k not in ("quiet", "dead")]
+            scanner = rng.choice(candidates) if candidates else None
+            name = process_name(rng, used)
+            procs.append(ProcSpec(scanner, kind, "client", name,
+                                  ["--address", addr, "--ports", ",".join(map(str, sweep))]))
+            expected = {
+                "kind": "scan", "interface": "eth0", "local_addr": addr,
+                "peer": root if scanner is None else addresses[scanner], "rate": rate,
+                "ports": sweep, "reason": "NO_SOCKET",
+                "scanner_host": None if scanner is None else names[scanner],
+                "scanner_process": name,
+            }
+        elif kind == "dead":
+            expected = {"kind": None, "status": "failed"}
+        for proc in procs:
+            proc.options += ["--port", str(port), "--rate", str(rate)]
+        plans.append(HostPlan(kind, expected, procs))
+    return plans
+
+
+def pick_subnet(hosts: int, used: Sequence[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The first aligned block of LAB_POOL that fits the hosts and overlaps nothing in use."""
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise LabError(f"a lab has 1 to {MAX_HOSTS} hosts, not {hosts}")
+    prefix = 32 - max(2, math.ceil(math.log2(hosts + 3)))
+    for block in LAB_POOL.subnets(new_prefix=prefix):
+        if not any(block.overlaps(net) for net in used):
+            return block
+    clash = ", ".join(str(n) for n in used if n.overlaps(LAB_POOL))
+    raise LabError(f"no free /{prefix} left in {LAB_POOL} for {hosts} hosts (in use: {clash})")
+
+
+def parse_used_networks(addr_output: str, route_output: str) -> list[ipaddress.IPv4Network]:
+    """Networks of `ip -4 -o addr` and destinations of `ip -4 route show table all`."""
+    nets = []
+    for line in addr_output.splitlines():
+        words = line.split()
+        if "inet" in words:
+            nets.append(ipaddress.IPv4Interface(words[words.index("inet") + 1]).network)
+    route_types = {"unicast", "local", "broadcast", "multicast", "unreachable", "prohibit",
+                   "blackhole", "throw", "nat", "anycast"}
+    for line in route_output.splitlines():
+        words = line.split()
+        if words and words[0] in route_types:
+            words = words[1:]
+        # The default route covers everything and is no conflict: lab routes are more specific.
+        if words and words[0] != "default":
+            with contextlib.suppress(ValueError):
+                nets.append(ipaddress.IPv4Network(words[0], strict=False))
+    return nets
+
+
+# --- small system helpers ---------------------------------------------------------------------
+
+
+def _run(*argv: str) -> str:
+    """Run a command; its stdout, or a LabError with its stderr."""
+    try:
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f"{' '.join(argv)}: {exc}") from exc
+    if done.returncode != 0:
+        raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or f'exit {done.returncode}'}")
+    return done.stdout
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    with contextlib.suppress(OSError):
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    return ""
+
+
+class _Record:
+    """lab.json, rewritten atomically after every change, so lab_down can always undo it."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path, self.data = path, data
+
+    def add(self, key: str, value: Any) -> None:
+        self.data[key].append(value)
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+
+# --- lab up -----------------------------------------------------------------------------------
+
+
+def _check_prerequisites() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, veths, a bridge, sshd)")
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    missing += [] if os.access(SSHD, os.X_OK) else [SSHD]
+    if missing:
+        raise LabError(f"the lab needs {', '.join(missing)} (iproute2, openssh-server)")
+
+
+def _new_lab_id() -> str:
+    """A random lab id that no link or namespace name of this machine starts with yet."""
+    existing = _run("ip", "-o", "link").split() + _run("ip", "netns", "list").split()
+    while True:
+        lab_id = secrets.token_hex(3)
+        if not any(name.startswith(f"frst{lab_id}") for name in existing):
+            return lab_id
+
+
+def _new_bridge(record: _Record, hosts: int) -> ipaddress.IPv4Network:
+    """Pick a free subnet and create the bridge holding its first address."""
+    lab_id = record.data["lab_id"]
+    # The lock makes choosing a subnet and taking it (the bridge's address) one step.
+    with _locked(GLOBAL_LOCK):
+        used = parse_used_networks(_run("ip", "-4", "-o", "addr"),
+                                   _run("ip", "-4", "route", "show", "table", "all"))
+        subnet = pick_subnet(hosts, used)
+        bridge = f"frst{lab_id}br"
+        record.data.update(subnet=str(subnet), bridge=bridge, bridge_address=str(subnet[1]))
+        record.save()
+        _run("ip", "link", "add", bridge, "type", "bridge")
+        _run("ip", "addr", "add", f"{subnet[1]}/{subnet.prefixlen}", "dev", bridge)
+        _run("ip", "link", "set", bridge, "up")
+    return subnet
+
+
+def _add_host(record: _Record, ns: str, veth: str, address: str, prefix: int) -> None:
+    record.add("namespaces", ns)
+    _run("ip", "netns", "add", ns)
+    record.add("veths", veth)
+    _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    _run("ip", "link", "set", veth, "master", record.data["bridge"], "up")
+    _run("ip", "-n", ns, "link", "set", "lo", "up")
+    # Only the connected route of eth0: no default route, nothing leaves the lab.
+    _run("ip", "-n", ns, "addr", "add", f"{address}/{prefix}", "dev", "eth0")
+    _run("ip", "-n", ns, "link", "set", "eth0", "up")
+
+
+def _keygen(path: Path, comment: str) -> str:
+    """Make an ed25519 key pair at `path`; return the public key without its comment."""
+    for old in (path, path.with_name(path.name + ".pub")):
+        old.unlink(missing_ok=True)
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+    return " ".join(path.with_name(path.name + ".pub").read_text().split()[:2])
+
+
+SSHD_CONFIG = """\
+# sshd of fleetrst lab host {name}
+ListenAddress {address}:22
+HostKey "{host_key}"
+AuthorizedKeysFile "{authorized_keys}"
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile none
+LogLevel ERROR
+PrintMotd no
+Subsystem sftp internal-sftp
+"""
+
+
+class _Supervisor:
+    """The lab's supervisor process: parent (and reaper) of everything the lab runs, and the
+    lab's time to live (labtraffic.run_supervisor). Lives on after lab_up returns."""
+
+    def __init__(self, record: _Record, ttl: float) -> None:
+        self.record = record
+        lab_id = record.data["lab_id"]
+        argv = [sys.executable, "-m", "fleetrst.labtraffic", "supervisor", "--name",
+                f"frst{lab_id}sup", "--count", "1", "--ttl", str(ttl),
+                "--lab-file", str(record.path), "--lab-id", lab_id]
+        # Its children inherit this: every generator imports this very fleetrst package.
+        env = dict(os.environ)
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+        requests, replies = os.pipe(), os.pipe()
+        try:
+            pid = spawn_detached(argv, record.path.parent / "supervisor.log",
+                                 stdin=requests[0], stdout=replies[1], env=env)
+        except OSError as exc:
+            raise LabError(f"cannot start the lab supervisor: {exc}") from exc
+        finally:
+            os.close(requests[0])
+            os.close(replies[1])
+        self.requests = os.fdopen(requests[1], "w")
+        self.replies = os.fdopen(replies[0])
+        record.add("processes", {"pid": pid, "start_time": start_time(pid), "argv": argv,
+                                 "role": "supervisor", "name": argv[5], "host": None,
+                                 "namespace": None, "scenario": None})
+
+    def spawn(self, argv: list[str], log: Path, **what: Any) -> tuple[int, int]:
+        """Have the supervisor start argv; record and return (PID, start time)."""
+        try:
+            self.requests.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+            self.requests.flush()
+            reply = json.loads(self.replies.readline() or "{}")
+        except (OSError, ValueError) as exc:
+            raise LabError(f"the lab supervisor is gone: {exc}") from exc
+        if "pid" not in reply:
+            raise LabError(reply.get("error", "the lab supervisor is gone"))
+        self.record.add("processes", {"pid": reply["pid"], "start_time": reply["start_time"],
+                                      "argv": argv, "log": str(log), **what})
+        return reply["pid"], reply["start_time"]
+
+    def close(self) -> None:
+        """End the requests: from now on the supervisor only reaps and keeps the deadline."""
+        for stream in (self.requests, self.replies):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def _ssh_banner(address: str) -> bool:
+    """True once an SSH server answers with its banner on address:22."""
+    try:
+        with socket.create_connection((address, 22), timeout=0.5) as sock:
+            sock.settimeout(2.0)
+            banner = sock.recv(64)
+            # Answering with a banner of our own keeps sshd's error log free of this probe.
+            sock.sendall(b"SSH-2.0-fleetrst-lab-probe\r\n")
+            return banner.startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _wait_for_sshd(pending: dict[str, tuple[str, tuple[int, int], Path]]) -> None:
+    """Poll each host's port 22 from the root namespace until every sshd answers."""
+    deadline = time.monotonic() + SSHD_TIMEOUT
+    while pending:
+        for name, (address, proc, log) in list(pending.items()):
+            if exited(*proc):
+                raise LabError(f"sshd of {name} ({address}) exited: {_tail(log)}")
+            if _ssh_banner(address):
+                del pending[name]
+        if pending and time.monotonic() > deadline:
+            late = ", ".join(f"{n} ({a})" for n, (a, _, _) in pending.items())
+            raise LabError(f"sshd did not answer within {SSHD_TIMEOUT:.0f}s on {late}")
+        if pending:
+            time.sleep(0.05)
+
+
+def _wait_listening(proc: tuple[int, int], address: str, port: int, log: Path) -> None:
+    """Wait until the process's namespace has a listener on address:port."""
+    pid = proc[0]
+    # /proc/PID/net/tcp shows the network namespace of that process.
+    packed = struct.unpack("=I", socket.inet_aton(address))[0]
+    local = f"{packed:08X}:{port:04X}"
+    deadline = time.monotonic() + LISTEN_TIMEOUT
+    while True:
+        if exited(*proc):
+            raise LabError(f"server for {address}:{port} exited: {_tail(log)}")
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+                words = line.split()
+                if words[1] == local and words[3] == "0A":
+                    return
+        if time.monotonic() > deadline:
+            raise LabError(f"nothing listens on {address}:{port} after {LISTEN_TIMEOUT:.0f}s")
+        time.sleep(0.02)
+
+
+def _wait_named(procs: list[tuple[tuple[int, int], str]], timeout: float) -> None:
+    """Wait until every generator runs under its scenario name, as a scanner will see it."""
+    deadline = time.monotonic() + timeout
+    for (pid, started), name in procs:
+        while True:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().rstrip("\n") == name:
+                    break
+            if exited(pid, started) or time.monotonic() > deadline:
+                raise LabError(f"generator {name!r} (PID {pid}) did not start")
+            time.sleep(0.01)
+
+
+def _traffic_argv(proc: ProcSpec, ns: str | None, record: _Record, ttl: float) -> list[str]:
+    rate = float(proc.options[proc.options.index("--rate") + 1])
+    argv = [sys.executable, "-m", "fleetrst.labtraffic", proc.scenario, "--role", proc.role,
+            "--name", proc.name, "--count", str(math.ceil(rate * ttl) + 1), "--ttl", str(ttl),
+            "--lab-file", str(record.path), "--lab-id", record.data["lab_id"], *proc.options]
+    return ["ip", "netns", "exec", ns, *argv] if ns else argv
+
+
+def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | None,
+           ttl: float, supervisor: _Supervisor) -> None:
+    directory = record.path.parent
+    lab_id = record.data["lab_id"]
+    subnet = _new_bridge(record, count)
+    addresses = [str(subnet[2 + i]) for i in range(count)]
+    names = [f"host{i}" for i in range(count)]
+    plans = plan_lab(seed, scenarios, names, addresses, str(subnet[1]))
+    namespaces = [f"frst{lab_id}h{i}" for i in range(count)]
+    record.data["hosts"] = [
+        {"name": names[i], "address": addresses[i], "namespace": namespaces[i],
+         "veth": f"frst{lab_id}v{i}", "scenario": plan.scenario, "expected": plan.expected}
+        for i, plan in enumerate(plans)
+    ]
+    record.save()
+    for i, host in enumerate(record.data["hosts"]):
+        _add_host(record, namespaces[i], host["veth"], addresses[i], subnet.prefixlen)
+        if plans[i].scenario == "listen_overflow":
+            # Per-namespace sysctl: the listener's queue overflow is answered with a reset.
+            _run("ip", "netns", "exec", namespaces[i], "sh", "-c",
+                 "echo 1 > /proc/sys/net/ipv4/tcp_abort_on_overflow")
+
+    key_file = directory / "id_ed25519"
+    authorized = directory / "authorized_keys"
+    authorized.write_text(_keygen(key_file, f"fleetrst-lab-{lab_id}") + "\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    known, pending = [], {}
+    for i, host in enumerate(record.data["hosts"]):
+        hostdir = directory / "hosts" / host["name"]
+        hostdir.mkdir(parents=True, exist_ok=True)
+        host_key = hostdir / "ssh_host_ed25519_key"
+        known.append(f"{host['address']} {_keygen(host_key, host['name'] + '@fleetrst-lab')}")
+        config = hostdir / "sshd_config"
+        # sshd expands %-tokens in AuthorizedKeysFile; the quotes protect spaces.
+        config.write_text(SSHD_CONFIG.format(
+            name=host["name"], address=host["address"], host_key=host_key,
+            authorized_keys=str(authorized).replace("%", "%%")))
+        if plans[i].scenario != "dead":
+            log = hostdir / "sshd.log"
+            argv = ["ip", "netns", "exec", namespaces[i], SSHD, "-D", "-e", "-f", str(config)]
+            pending[host["name"]] = (host["address"], supervisor.spawn(
+                argv, log, role="sshd", name="sshd", host=host["name"],
+                namespace=namespaces[i], scenario=None), log)
+    _wait_for_sshd(pending)
+
+    procs = [p for plan in plans for p in plan.procs]
+    named = []
+    for proc in sorted(procs, key=lambda p: p.role != "server"):  # servers listen first
+        ns = None if proc.host is None else namespaces[proc.host]
+        where = directory if proc.host is None else directory / "hosts" / names[proc.host]
+        log = where / f"{proc.scenario}-{proc.role}.log"
+        started = supervisor.spawn(
+            _traffic_argv(proc, ns, record, ttl), log, role=proc.role, name=proc.name,
+            host=None if proc.host is None else names[proc.host], namespace=ns,
+            scenario=proc.scenario)
+        named.append((started, proc.name))
+        if proc.role == "server":
+            port = int(proc.options[proc.options.index("--port") + 1])
+            _wait_listening(started, addresses[proc.host or 0], port, log)
+
+    _wait_named(named, LISTEN_TIMEOUT)
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text("\n".join(known) + "\n")
+    _write_inventory(directory / "inventory.yml", record.data["hosts"], key_file, known_hosts)
+    record.data.update(inventory=str(directory / "inventory.yml"), known_hosts=str(known_hosts),
+                       key_file=str(key_file))
+    record.data["complete"] = True
+    record.save()
+
+
+def _write_inventory(path: Path, hosts: list[dict[str, Any]], key: Path, known: Path) -> None:
+    inventory = {"all": {
+        "vars": {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(key),
+            # For Ansible itself; fleetrst is given the known_hosts file explicitly.
+            "ansible_ssh_common_args":
+                f"-o UserKnownHostsFile={shlex.quote(str(known))} -o StrictHostKeyChecking=yes",
+        },
+        "children": {"lab": {"hosts": {h["name"]: {"ansible_host": h["address"]} for h in hosts}}},
+    }}
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+
+
+def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
+           scenarios: Sequence[str] | None = None, ttl: float = 1800.0) -> LabState:
+    """Build a lab of `hosts` namespaces in `directory`; on any failure, remove what was built."""
+    _check_prerequisites()
+    if ttl <= 0:
+        raise LabError(f"ttl must be positive, not {ttl}")
+    pick_subnet(hosts, [])  # validates the host count before anything is created
+    if scenarios is not None:
+        assign_scenarios(random.Random(0), 1, scenarios)  # rejects unknown names up front
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    seed = random.SystemRandom().randrange(1, 2**31) if seed is None else seed
+    path = directory / "lab.json"
+    with _locked(directory / ".lab.lock"):
+        if path.exists():
+            raise LabError(f"a lab is already up in {directory}; take it down first "
+                           f"(fleetrst lab down --dir {directory})")
+        now = time.time()
+        record = _Record(path, {
+            "format": FORMAT, "lab_id": _new_lab_id(), "seed": seed, "created": now, "ttl": ttl,
+            "deadline": now + ttl, "directory": str(directory), "subnet": None, "bridge": None,
+            "bridge_address": None, "namespaces": [], "veths": [], "processes": [], "hosts": [],
+            "inventory": None, "known_hosts": None, "key_file": None, "complete": False,
+        })
+        record.save()
+        supervisor = None
+        try:
+            # First of all, so that even a lab whose building dies halfway has a deadline.
+            supervisor = _Supervisor(record, ttl)
+            _build(record, hosts, seed, scenarios, ttl, supervisor)
+            supervisor.close()
+        except BaseException:
+            if supervisor is not None:
+                supervisor.close()
+            try:
+                _teardown(directory)
+            except LabError as exc:
+                warnings.warn(f"cleanup after a failed lab up is incomplete: {exc}", stacklevel=2)
+            raise
+    return load_lab(directory)
+
+
+def load_lab(directory: Path) -> LabState:
+    """The lab recorded in directory/lab.json."""
+    path = Path(directory) / "lab.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab in {directory} (no lab.json)") from None
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{path}: {exc}") from exc
+    if not data.get("complete"):
+        raise LabError(f"the lab in {directory} is incomplete; take it down and up again")
+    hosts = [LabHost(h["name"], h["address"], h["namespace"], h["scenario"], h["expected"])
+             for h in data["hosts"]]
+    return LabState(Path(data["directory"]), data["seed"], data["subnet"], data["bridge"], hosts,
+                     Path(data["inventory"]), Path(data["known_hosts"]), Path(data["key_file"]))
+
+
+# --- lab down ---------------------------------------------------------------------------------
+
+
+def _namespace_pids(ns: str) -> dict[int, Callable[[int], bool]]:
+    """Processes living in network namespace `ns` (sshd sessions and the like), each with a
+    check that it still does."""
+    try:
+        ns_inode = os.stat(f"/run/netns/{ns}").st_ino
+        listed = _run("ip", "netns", "pids", ns).split()
+    except (OSError, LabError):
+        return {}
+
+    def in_ns(pid: int) -> bool:
+        with contextlib.suppress(OSError):
+            return os.stat(f"/proc/{pid}/ns/net").st_ino == ns_inode
+        return False
+
+    return {int(pid): in_ns for pid in listed}
+
+
+def _stop_all(targets: dict[int, Callable[[int], bool]]) -> list[int]:
+    """Stop the processes that still pass their check, in batches that keep the pidfds few."""
+    left: list[int] = []
+    pids = [pid for pid in targets if pid != os.getpid()]  # the supervisor at its deadline
+    for first in range(0, len(pids), 256):
+        pinned = {pid: pin(pid, targets[pid]) for pid in pids[first : first + 256]}
+        left += stop({pid: fd for pid, fd in pinned.items() if fd is not None})
+    return left
+
+
+def _teardown(directory: Path) -> None:
+    path = directory / "lab.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{path}: {exc}") from exc
+    processes = data.get("processes", [])
+    started = {p["pid"]: p["start_time"] for p in processes}
+
+    def same(pid: int) -> bool:
+        return start_time(pid) == started[pid]
+
+    targets: dict[int, Callable[[int], bool]] = {}
+    for ns in data.get("namespaces", []):
+        targets.update(_namespace_pids(ns))
+    targets.update({pid: same for pid in started})
+    # The supervisor goes last: it reaps the others as they exit.
+    last: dict[int, Callable[[int], bool]] = {
+        p["pid"]: same for p in processes if p["role"] == "supervisor"}
+    left = [f"process {pid}" for pid in _stop_all({p: c for p, c in targets.items()
+                                                    if p not in last}) + _stop_all(last)]
+    # Veths before namespaces: deleting our end takes the pair down at once, whereas a deleted
+    # namespace releases its eth0 (and our end with it) some time later, in the background.
+    objects = [("link", Path("/sys/class/net"), link) for link in data.get("veths", [])]
+    objects += [("netns", Path("/run/netns"), ns) for ns in data.get("namespaces", [])]
+    objects += [("link", Path("/sys/class/net"), data["bridge"])] if data.get("bridge") else []
+    for kind, where, name in objects:
+        if (where / name).exists():
+            try:
+                _run("ip", kind, "delete", name)
+            except LabError as exc:
+                if (where / name).exists():  # else it went away by itself meanwhile
+                    left.append(str(exc))
+    if left:
+        raise LabError(f"lab in {directory} not fully removed: {'; '.join(left)}")
+    path.unlink(missing_ok=True)
+
+
+def lab_down(directory: Path) -> None:
+    """Stop and remove everything recorded in directory/lab.json; nothing to do if absent."""
+    directory = Path(directory).resolve()
+    if not (directory / "lab.json").exists():
+        return
+    with _locked(directory / ".lab.lock"):
+        _teardown(directory)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def _scenario_list(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SCENARIOS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"scenarios are a comma-separated list of "
+                                         f"{', '.join(SCENARIOS)}")
+    return names
+
+
+def _cli_up(args: argparse.Namespace) -> int:
+    state = lab_up(args.dir, args.hosts, seed=args.seed, scenarios=args.scenarios, ttl=args.ttl)
+    print(f"lab seed: {state.seed}")
+    width = max(len(h.name) for h in state.hosts)
+    for host in state.hosts:
+        print(f"{host.name:<{width}}  {host.address:<15}  {host.scenario}")
+    print(f"inventory: {state.inventory}")
+    print(f"known_hosts: {state.known_hosts}")
+    print(f"down after {args.ttl:.0f}s, or now: fleetrst lab down --dir {args.dir}")
+    return 0
+
+
+def _cli_down(args: argparse.Namespace) -> int:
+    lab_down(args.dir)
+    print(f"lab in {args.dir} is down")
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add `lab up` and `lab down` to the CLI's subcommands."""
+    lab = subparsers.add_parser("lab", help="a demo fleet of network namespaces on this machine")
+    sub = lab.add_subparsers(dest="lab_command", required=True)
+    up = sub.add_parser("up", help="start a lab (root)")
+    up.add_argument("--hosts", type=int, default=4, help="number of hosts (default 4)")
+    up.add_argument("--dir", type=Path, default=Path("fleetrst-lab"), help="lab directory")
+    up.add_argument("--seed", type=int, default=None, help="reproduce a lab's scenarios")
+    up.add_argument("--scenarios", type=_scenario_list, default=None,
+                    help=f"comma-separated, assigned in order: {','.join(SCENARIOS)}")
+    up.add_argument("--ttl", type=float, default=1800.0,
+                    help="seconds until the lab takes itself down (default 1800)")
+    up.set_defaults(func=_cli_up)
+    down = sub.add_parser("down", help="stop and remove a lab")
+    down.add_argument("--dir", type=Path, default=Path("fleetrst-lab"), help="lab directory")
+    down.set_defaults(func=_cli_down)

@@ -1,0 +1,317 @@
+"""The namespace test fleet: its planning (pure, always run) and a real lab end to end (`lab`)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import itertools
+import json
+import os
+import random
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleetrst import lab
+from fleetrst.errors import LabError
+from fleetrst.lab import (
+    SCENARIOS,
+    LabState,
+    assign_scenarios,
+    lab_down,
+    lab_up,
+    load_lab,
+    parse_used_networks,
+    pick_subnet,
+    plan_lab,
+    register_cli,
+)
+from fleetrst.labtraffic import start_time
+
+ALL_SCENARIOS = list(SCENARIOS)
+WINDOW = 5.0  # seconds between the two counter readings
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", range(1, 10))
+def test_default_scenarios_start_with_closed_port_and_keep_a_quiet_host(count: int) -> None:
+    for seed in range(100):
+        kinds = assign_scenarios(random.Random(seed), count)
+        assert kinds[0] == "closed_port"
+        assert set(kinds) <= set(SCENARIOS)
+        if count >= 3:
+            assert "quiet" in kinds
+
+
+def test_given_scenarios_are_assigned_in_order_cycling() -> None:
+    kinds = assign_scenarios(random.Random(1), 5, ["quiet", "dead"])
+    assert kinds == ["quiet", "dead", "quiet", "dead", "quiet"]
+    with pytest.raises(LabError, match="unknown scenario"):
+        assign_scenarios(random.Random(1), 2, ["closed_port", "bogus"])
+
+
+def _plan(seed: int, scenarios: list[str] | None, count: int) -> list[lab.HostPlan]:
+    names = [f"host{i}" for i in range(count)]
+    addresses = [f"198.18.0.{i + 2}" for i in range(count)]
+    return plan_lab(seed, scenarios, names, addresses, "198.18.0.1")
+
+
+def test_plan_is_reproducible_with_distinct_ports_and_names() -> None:
+    for seed in range(50):
+        plans = _plan(seed, None, 9)
+        assert [(p.scenario, p.expected) for p in plans] == [
+            (p.scenario, p.expected) for p in _plan(seed, None, 9)]
+        ports = [p.expected["local_port"] for p in plans if "local_port" in p.expected]
+        ports += [port for p in plans for port in p.expected.get("ports", [])]
+        assert len(ports) == len(set(ports))
+        assert all(1025 <= port <= 32000 for port in ports)
+        names = [proc.name for p in plans for proc in p.procs]
+        assert len(names) == len(set(names))
+        assert all(0 < len(name.encode()) <= 15 for name in names)
+
+
+def test_plan_ground_truth_per_scenario() -> None:
+    plans = _plan(3, ALL_SCENARIOS, len(ALL_SCENARIOS))
+    by = {p.scenario: p for p in plans}
+    closed = by["closed_port"].expected
+    assert closed["kind"] == "local_dead_service" and closed["interface"] == "lo"
+    assert closed["local_addr"] == closed["peer"] == "127.0.0.1" and closed["rate"] == 2.0
+    assert closed["process"] == by["closed_port"].procs[0].name
+    assert by["linger_abort"].expected["counter"] == "TCPAbortOnData"
+    assert by["linger_abort"].expected["reason"] == "TCP_STATE"
+    assert by["unread_close"].expected["counter"] == "TCPAbortOnClose"
+    assert by["listen_overflow"].expected["counter"] == "ListenOverflows"
+    for kind in ("linger_abort", "unread_close", "listen_overflow"):
+        server = [p for p in by[kind].procs if p.role == "server"]
+        assert by[kind].expected["process"] == server[0].name
+    scan = by["port_sweep"].expected
+    assert scan["kind"] == "scan" and scan["interface"] == "eth0" and len(scan["ports"]) == 20
+    scanner = scan["scanner_host"]
+    assert scanner is not None and plans[int(scanner[4:])].scenario not in ("quiet", "dead")
+    assert scan["peer"] == f"198.18.0.{int(scanner[4:]) + 2}"
+    assert by["quiet"].expected == {"kind": None} and not by["quiet"].procs
+    assert by["dead"].expected == {"kind": None, "status": "failed"} and not by["dead"].procs
+
+
+def test_a_sweep_without_any_other_busy_host_scans_from_the_root_namespace() -> None:
+    plans = _plan(5, ["port_sweep", "quiet"], 2)
+    assert plans[0].expected["peer"] == "198.18.0.1"
+    assert plans[0].procs[0].host is None
+
+
+def test_subnet_is_the_first_free_aligned_block() -> None:
+    net = ipaddress.IPv4Network
+    assert pick_subnet(4, []) == net("198.18.0.0/29")
+    assert pick_subnet(5, [net("198.18.0.0/29")]) == net("198.18.0.8/29")
+    assert pick_subnet(6, [net("198.18.0.1/32")]) == net("198.18.0.16/28")
+    assert pick_subnet(253, []) == net("198.18.0.0/24")
+    with pytest.raises(LabError, match="no free"):
+        pick_subnet(4, [net("198.18.0.0/25"), net("198.18.0.128/25")])
+    with pytest.raises(LabError):
+        pick_subnet(0, [])
+
+
+def test_used_networks_come_from_addresses_and_routes_but_not_the_default() -> None:
+    addrs = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
+             "4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\ valid_lft forever\n")
+    routes = ("default via 192.0.2.1 dev eth0\n"
+              "198.18.0.0/28 dev frstabcdefbr proto kernel scope link src 198.18.0.1\n"
+              "unreachable 198.18.0.64/26\n"
+              "local 198.18.0.1 dev frstabcdefbr table local proto kernel scope host\n")
+    used = {str(n) for n in parse_used_networks(addrs, routes)}
+    assert used == {"127.0.0.0/8", "192.0.2.0/24", "198.18.0.0/28", "198.18.0.64/26",
+                    "198.18.0.1/32"}
+    assert pick_subnet(4, parse_used_networks(addrs, routes)) == ipaddress.IPv4Network(
+        "198.18.0.16/29")
+
+
+def test_cli_parses_up_and_down(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["lab", "up", "--hosts", "3", "--seed", "9", "--scenarios",
+                              "closed_port,quiet", "--ttl", "60"])
+    assert (args.hosts, args.seed, args.scenarios, args.ttl) == (3, 9, ["closed_port", "quiet"],
+                                                                 60.0)
+    assert args.dir == Path("fleetrst-lab") and callable(args.func)
+    assert callable(parser.parse_args(["lab", "down", "--dir", "/tmp/x"]).func)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["lab", "up", "--scenarios", "closed_port,nope"])
+    assert "comma-separated list" in capsys.readouterr().err
+
+
+# --- a real lab -------------------------------------------------------------------------------
+
+
+def _ssh(state: LabState, address: str, command: str) -> subprocess.CompletedProcess[str]:
+    """The real OpenSSH client with the lab's key and known_hosts, strict host key checking."""
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(state.key_file),
+         "-o", f"UserKnownHostsFile={state.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"root@{address}", command],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
+def parse_counters(text: str) -> dict[str, int]:
+    """`/proc/net/snmp` + `/proc/net/netstat` (header line, value line) as {"Tcp:OutRsts": n}."""
+    lines = text.splitlines()
+    counters = {}
+    for names, values in itertools.pairwise(lines):
+        head, tail = names.split(), values.split()
+        if head and tail and head[0] == tail[0] and not head[1].lstrip("-").isdigit():
+            counters.update({head[0] + k: int(v) for k, v in zip(head[1:], tail[1:])})
+    return counters
+
+
+def _sample(state: LabState, address: str) -> tuple[float, dict[str, int]]:
+    done = _ssh(state, address, "cat /proc/uptime /proc/net/snmp /proc/net/netstat")
+    assert done.returncode == 0, f"{address}: {done.stderr}"
+    uptime, _, rest = done.stdout.partition("\n")
+    return float(uptime.split()[0]), parse_counters(rest)
+
+
+def _rates(state: LabState, addresses: list[str]) -> dict[str, dict[str, float]]:
+    """Counter rates per host over WINDOW seconds, timed by each host's own clock."""
+    with ThreadPoolExecutor(len(addresses)) as pool:
+        first = list(pool.map(lambda a: _sample(state, a), addresses))
+        time.sleep(WINDOW)
+        second = list(pool.map(lambda a: _sample(state, a), addresses))
+    rates = {}
+    for address, (t0, c0), (t1, c1) in zip(addresses, first, second):
+        rates[address] = {k: (c1[k] - c0[k]) / (t1 - t0) for k in c1 if k in c0}
+    return rates
+
+
+def _routes() -> set[str]:
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                         text=True, check=True).stdout
+    out += subprocess.run(["ip", "-6", "route", "show", "table", "all"], capture_output=True,
+                          text=True, check=True).stdout
+    return {" ".join(line.split()) for line in out.splitlines() if line.strip()}
+
+
+def _assert_gone(record: dict[str, Any]) -> None:
+    """Nothing the lab recorded exists any more: namespaces, links, processes."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    for ns in record["namespaces"]:
+        assert ns not in netns and not Path(f"/run/netns/{ns}").exists(), ns
+    for link in [*record["veths"], record["bridge"]]:
+        assert not Path(f"/sys/class/net/{link}").exists(), link
+    for proc in record["processes"]:
+        assert start_time(proc["pid"]) != proc["start_time"], f"still running: {proc}"
+
+
+@pytest.mark.lab
+def test_lab_hosts_answer_over_ssh_and_reset_as_planned(lab_factory: Any) -> None:
+    routes_before = _routes()
+    state = lab_factory(len(ALL_SCENARIOS), scenarios=ALL_SCENARIOS, ttl=300.0)
+    record = json.loads((state.directory / "lab.json").read_text())
+    by = {h.scenario: h for h in state.hosts}
+    subnet = ipaddress.IPv4Network(state.subnet)
+    assert subnet.subnet_of(ipaddress.IPv4Network("198.18.0.0/24"))
+    assert all(ipaddress.IPv4Address(h.address) in subnet for h in state.hosts)
+    assert all(len(link) <= 15 for link in [*record["veths"], record["bridge"]])
+
+    # What a user (or Ansible) gets: inventory, known_hosts, a private key only root reads.
+    inventory = yaml.safe_load(state.inventory.read_text())
+    assert inventory["all"]["vars"]["ansible_user"] == "root"
+    assert inventory["all"]["vars"]["ansible_ssh_private_key_file"] == str(state.key_file)
+    assert inventory["all"]["children"]["lab"]["hosts"] == {
+        h.name: {"ansible_host": h.address} for h in state.hosts}
+    assert os.stat(state.key_file).st_mode & 0o777 == 0o600
+    known = state.known_hosts.read_text().splitlines()
+    assert sorted(line.split()[0] for line in known) == sorted(h.address for h in state.hosts)
+
+    # No default route inside a host: only the lab's own subnet and loopback.
+    host_routes = subprocess.run(["ip", "-n", by["quiet"].namespace, "-4", "route"],
+                                 capture_output=True, text=True, check=True).stdout
+    assert "default" not in host_routes and str(subnet) in host_routes
+
+    dead = _ssh(state, by["dead"].address, "true")
+    assert dead.returncode == 255 and "refused" in dead.stderr
+
+    alive = [h for h in state.hosts if h.scenario != "dead"]
+    rates = _rates(state, [h.address for h in alive])
+    print("\n" + "\n".join(
+        f"{h.name} {h.scenario:<16} OutRsts/s {rates[h.address]['Tcp:OutRsts']:.2f}"
+        f" ListenOverflows/s {rates[h.address]['TcpExt:ListenOverflows']:.2f}" for h in alive))
+    for host in alive:
+        got = rates[host.address]
+        expected = host.expected.get("rate", 0.0)
+        if host.scenario == "quiet":
+            assert got["Tcp:OutRsts"] == 0, host
+            continue
+        assert 0.6 * expected <= got["Tcp:OutRsts"] <= 1.5 * expected, (host, got["Tcp:OutRsts"])
+        counter = host.expected.get("counter")
+        if counter:
+            assert 0.6 * expected <= got[f"TcpExt:{counter}"] <= 1.5 * expected, (host, counter)
+        if host.scenario in ("linger_abort", "unread_close"):
+            # Both ends of a loopback connection see the abort.
+            assert got["Tcp:EstabResets"] == pytest.approx(2 * got["Tcp:OutRsts"], abs=0.5)
+
+    # The generators run under their scenario names, as a scanner will see them.
+    comms = {Path(f"/proc/{p['pid']}/comm").read_text().strip() for p in record["processes"]}
+    assert by["closed_port"].expected["process"] in comms
+    assert by["linger_abort"].expected["process"] in comms
+
+    lab_down(state.directory)
+    _assert_gone(record)
+    assert not (state.directory / "lab.json").exists()
+    others = {r for r in routes_before if "frst" not in r}
+    assert {r for r in _routes() if "frst" not in r} == others
+    assert not [r for r in _routes() if record["bridge"] in r or str(subnet) in r]
+    lab_down(state.directory)  # idempotent
+    with pytest.raises(LabError):
+        load_lab(state.directory)
+
+
+@pytest.mark.lab
+def test_a_lab_up_that_fails_halfway_removes_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot: dict[str, Any] = {}
+
+    def fail(*args: Any) -> None:
+        snapshot.update(json.loads((tmp_path / "lab.json").read_text()))
+        raise RuntimeError("injected failure")
+
+    # Fails once every namespace, sshd and generator is up: the most there is to undo.
+    monkeypatch.setattr(lab, "_write_inventory", fail)
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            lab_up(tmp_path, 4, seed=11, scenarios=["closed_port", "listen_overflow", "dead"],
+                   ttl=60.0)
+        assert len(snapshot["namespaces"]) == 4
+        assert {p["role"] for p in snapshot["processes"]} >= {"supervisor", "sshd", "server"}
+        _assert_gone(snapshot)
+        assert not (tmp_path / "lab.json").exists()
+    finally:
+        lab_down(tmp_path)
+
+
+@pytest.mark.lab
+def test_cli_brings_a_lab_up_and_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    up = parser.parse_args(["lab", "up", "--hosts", "2", "--dir", str(tmp_path), "--seed", "5",
+                            "--ttl", "60"])
+    try:
+        assert up.func(up) == 0
+        out = capsys.readouterr().out
+        state = load_lab(tmp_path)
+        assert "lab seed: 5" in out and f"inventory: {state.inventory}" in out
+        for host in state.hosts:
+            assert f"{host.name}  {host.address}" in out and host.scenario in out
+        record = json.loads((tmp_path / "lab.json").read_text())
+        down = parser.parse_args(["lab", "down", "--dir", str(tmp_path)])
+        assert down.func(down) == 0
+        _assert_gone(record)
+    finally:
+        lab_down(tmp_path)
