@@ -457,7 +457,8 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
             _counter_evidence(counters, ("AttemptFails", "EstabResets")),
         ))
 
-    findings.sort(key=lambda f: (-severity_rank(f["severity"]), -f["count"]))
+    # Worst first; at equal severity what this host sends comes before what it received.
+    findings.sort(key=lambda f: (-severity_rank(f["severity"]), f["kind"].startswith("received_"), -f["count"]))
     return findings
 
 

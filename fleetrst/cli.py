@@ -6,7 +6,9 @@ import argparse
 import datetime as dt
 import enum
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -210,7 +212,7 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> ExitStatus:
 def cmd_demo(args: argparse.Namespace, console: Console) -> ExitStatus:
     from .lab import lab_down, lab_up
 
-    lab_dir = Path("fleetrst-lab").resolve()
+    lab_dir = Path(tempfile.mkdtemp(prefix="fleetrst-demo-lab-")) if not args.keep else Path("fleetrst-lab").resolve()
     console.info(f"building a {args.hosts}-host demo fleet in {lab_dir} (network namespaces on 198.18.0.0/24)")
     state = lab_up(lab_dir, hosts=max(3, args.hosts), seed=args.seed)
     console.info(f"lab seed {state.seed}: " + ", ".join(f"{h.name}={h.scenario}" for h in state.hosts))
@@ -226,6 +228,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> ExitStatus:
     finally:
         if not args.keep:
             lab_down(lab_dir)
+            shutil.rmtree(lab_dir, ignore_errors=True)
             console.info("demo fleet removed")
     print_table(summary, run_dir, console.out)
     # The demo fleet has a dead host and findings by design: that is success here.

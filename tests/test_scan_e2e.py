@@ -153,3 +153,49 @@ def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _live_host(state: LabState):
+    return next(h for h in state.hosts if h.scenario == "quiet")
+
+
+def test_unknown_host_keys_are_refused_unless_accepted_explicitly(fleet: LabState, tmp_path: Path) -> None:
+    host = _live_host(fleet)
+    empty = tmp_path / "known_hosts"
+    r = fleetrst("scan", str(fleet.inventory), "-l", host.name, "--known-hosts", str(empty),
+                 "--duration", "1", "-o", str(tmp_path / "run1"))
+    assert r.returncode == 3
+    entry = json.loads((tmp_path / "run1" / "summary.json").read_text())["hosts"][0]
+    assert entry["status"] == "failed"
+    assert "unknown host key" in entry["error"] and "--accept-new-host-keys" in entry["error"]
+    assert not empty.exists(), "a refused key must not be recorded"
+
+    r = fleetrst("scan", str(fleet.inventory), "-l", host.name, "--known-hosts", str(empty),
+                 "--accept-new-host-keys", "--duration", "1", "-o", str(tmp_path / "run2"))
+    assert r.returncode == 0, r.stderr
+    recorded = empty.read_text()
+    assert recorded.startswith(f"{host.address} ssh-ed25519 ")
+    # The recorded key is the host's real key: OpenSSH's own client accepts it strictly.
+    ssh = subprocess.run(
+        ["ssh", "-i", str(fleet.key_file), "-o", f"UserKnownHostsFile={empty}", "-o", "StrictHostKeyChecking=yes",
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"root@{host.address}", "true"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert ssh.returncode == 0, ssh.stderr
+
+
+def test_a_changed_host_key_is_refused_and_named(fleet: LabState, tmp_path: Path) -> None:
+    host = _live_host(fleet)
+    other = next(h for h in fleet.hosts if h.name != host.name)
+    lines = fleet.known_hosts.read_text().splitlines()
+    # Give this host the key of another host: what a man in the middle would look like.
+    other_key = next(ln.split(" ", 1)[1] for ln in lines if ln.split(" ", 1)[0] == other.address)
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{host.address} {other_key}\n")
+    r = fleetrst("scan", str(fleet.inventory), "-l", host.name, "--known-hosts", str(forged),
+                 "--accept-new-host-keys", "--duration", "1", "-o", str(tmp_path / "run"))
+    assert r.returncode == 3
+    entry = json.loads((tmp_path / "run" / "summary.json").read_text())["hosts"][0]
+    assert entry["status"] == "failed"
+    assert "CHANGED" in entry["error"] and str(forged) in entry["error"]
+    assert forged.read_text() == f"{host.address} {other_key}\n"
