@@ -20,7 +20,7 @@ from . import __version__
 from .errors import HostError
 from .facts import parse_ip_link
 from .model import Host
-from .transport import LocalTransport, SSHTransport, Stream, Transport, connect, quote
+from .transport import JumpPool, LocalTransport, SSHTransport, Stream, Transport, connect, quote
 
 LEAD = 1.0  # the host side starts tcpdump this long before the window (capture.sh)
 TAIL = 1.0  # and stops it this long after
@@ -155,6 +155,7 @@ class Scan:
         self.hosts = [HostRun(h, d, host_token(h)) for h, d in zip(hosts, dirs)]
         self.window: dict[str, float] = {}
         self.aborted = threading.Event()
+        self.jumps = JumpPool(options.known_hosts, options.accept_new_host_keys)
         self.started = time.time()
         self.finished: float | None = None
 
@@ -191,7 +192,7 @@ class Scan:
     def connect_and_preflight(self, hr: HostRun) -> None:
         """Connect, measure the clock offset, upload the host script, learn what the host can do."""
         opts = self.options
-        hr.transport = t = connect(hr.host, opts.known_hosts, opts.accept_new_host_keys)
+        hr.transport = t = connect(hr.host, opts.known_hosts, opts.accept_new_host_keys, self.jumps)
         self.progress("connected", {"host": hr})
         # Clock offset as NTP does it: the host's clock read between two local timestamps.
         best: tuple[float, float] | None = None
@@ -413,6 +414,7 @@ class Scan:
                     hr.transport = None
         with ThreadPoolExecutor(max_workers=max(1, min(64, len(self.hosts)))) as ex:
             list(ex.map(one, self.hosts))
+        self.jumps.close()
 
     # --- the run directory -------------------------------------------------------------
 

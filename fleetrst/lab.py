@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from fleetrst.errors import LabError
-from fleetrst.labtraffic import exited, pin, spawn_detached, start_time, stop
+from fleetrst.labtraffic import comm_of, exited, pin, spawn_detached, start_time, stop
 
 LAB_POOL = ipaddress.IPv4Network("198.18.0.0/24")
 SCENARIOS = (
@@ -42,6 +42,8 @@ RATES = {
     "port_sweep": 5.0, "listen_overflow": 5.0,
 }
 SWEEP_PORTS = 20
+# Scenarios with a main process whose name lab_up(names=...) can force.
+NAMED_SCENARIOS = ("closed_port", "linger_abort", "unread_close", "port_sweep", "listen_overflow")
 PORTS = range(1025, 32001)  # below the ephemeral range, so no client ever holds one of them
 # Process names: varied, some with characters that naive `ss -p` parsing gets wrong.
 NAME_POOL = (
@@ -134,9 +136,15 @@ def process_name(rng: random.Random, used: set[str]) -> str:
 
 
 def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
-             addresses: Sequence[str], root: str) -> list[HostPlan]:
-    """Scenario, ground truth and processes per host; `root` is the bridge's address."""
+             addresses: Sequence[str], root: str,
+             process_names: Mapping[str, str] | None = None) -> list[HostPlan]:
+    """Scenario, ground truth and processes per host; `root` is the bridge's address.
+
+    `process_names` forces the name of a scenario's main process (the one a correct diagnosis
+    names); its full text is in the process's command line, its first 15 bytes are its comm.
+    """
     rng = random.Random(seed)
+    forced = dict(process_names or {})
     count = len(names)
     kinds = assign_scenarios(rng, count, scenarios)
     ports = rng.sample(PORTS, count)
@@ -149,22 +157,24 @@ def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
         expected: dict[str, Any] = {"kind": None}
         procs: list[ProcSpec] = []
         if kind == "closed_port":
-            client = process_name(rng, used)
+            client = forced.get(kind) or process_name(rng, used)
             procs.append(ProcSpec(i, kind, "client", client, ["--address", "127.0.0.1"]))
             expected = {
                 "kind": "local_dead_service", "interface": "lo", "local_port": port,
-                "local_addr": "127.0.0.1", "rate": rate, "process": client, "peer": "127.0.0.1",
+                "local_addr": "127.0.0.1", "rate": rate, "process": comm_of(client),
+                "peer": "127.0.0.1",
                 "reason": "NO_SOCKET",
             }
         elif kind in ("linger_abort", "unread_close", "listen_overflow"):
             server, client = process_name(rng, used), process_name(rng, used)
+            server = forced.get(kind) or server
             procs += [
                 ProcSpec(i, kind, "server", server, ["--address", addr]),
                 ProcSpec(i, kind, "client", client, ["--address", addr]),
             ]
             expected = {
                 "kind": "abort", "interface": "lo", "local_port": port, "local_addr": addr,
-                "peer": addr, "rate": rate, "process": server, "client_process": client,
+                "peer": addr, "rate": rate, "process": comm_of(server), "client_process": client,
             }
             if kind == "linger_abort":
                 expected.update(reason="TCP_STATE", counter="TCPAbortOnData")
@@ -179,7 +189,7 @@ def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
             # The scanner must not disturb a host that is meant to stay quiet (or down).
             candidates = [j for j, k in enumerate(kinds) if j != i and k not in ("quiet", "dead")]
             scanner = rng.choice(candidates) if candidates else None
-            name = process_name(rng, used)
+            name = forced.get(kind) or process_name(rng, used)
             procs.append(ProcSpec(scanner, kind, "client", name,
                                   ["--address", addr, "--ports", ",".join(map(str, sweep))]))
             expected = {
@@ -187,7 +197,7 @@ def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
                 "peer": root if scanner is None else addresses[scanner], "rate": rate,
                 "ports": sweep, "reason": "NO_SOCKET",
                 "scanner_host": None if scanner is None else names[scanner],
-                "scanner_process": name,
+                "scanner_process": comm_of(name),
             }
         elif kind == "dead":
             expected = {"kind": None, "status": "failed"}
@@ -453,7 +463,7 @@ def _wait_named(procs: list[tuple[tuple[int, int], str]], timeout: float) -> Non
     for (pid, started), name in procs:
         while True:
             with contextlib.suppress(OSError):
-                if Path(f"/proc/{pid}/comm").read_text().rstrip("\n") == name:
+                if Path(f"/proc/{pid}/comm").read_text().rstrip("\n") == comm_of(name):
                     break
             if exited(pid, started) or time.monotonic() > deadline:
                 raise LabError(f"generator {name!r} (PID {pid}) did not start")
@@ -469,13 +479,13 @@ def _traffic_argv(proc: ProcSpec, ns: str | None, record: _Record, ttl: float) -
 
 
 def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | None,
-           ttl: float, supervisor: _Supervisor) -> None:
+           ttl: float, supervisor: _Supervisor, process_names: Mapping[str, str] | None) -> None:
     directory = record.path.parent
     lab_id = record.data["lab_id"]
     subnet = _new_bridge(record, count)
     addresses = [str(subnet[2 + i]) for i in range(count)]
     names = [f"host{i}" for i in range(count)]
-    plans = plan_lab(seed, scenarios, names, addresses, str(subnet[1]))
+    plans = plan_lab(seed, scenarios, names, addresses, str(subnet[1]), process_names)
     namespaces = [f"frst{lab_id}h{i}" for i in range(count)]
     record.data["hosts"] = [
         {"name": names[i], "address": addresses[i], "namespace": namespaces[i],
@@ -553,11 +563,21 @@ def _write_inventory(path: Path, hosts: list[dict[str, Any]], key: Path, known: 
 
 
 def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
-           scenarios: Sequence[str] | None = None, ttl: float = 1800.0) -> LabState:
-    """Build a lab of `hosts` namespaces in `directory`; on any failure, remove what was built."""
+           scenarios: Sequence[str] | None = None, ttl: float = 1800.0,
+           names: Mapping[str, str] | None = None) -> LabState:
+    """Build a lab of `hosts` namespaces in `directory`; on any failure, remove what was built.
+
+    `names` forces the process name of a scenario's main process ({"closed_port": "..."}).
+    """
     _check_prerequisites()
     if ttl <= 0:
         raise LabError(f"ttl must be positive, not {ttl}")
+    for scenario, name in (names or {}).items():
+        if scenario not in NAMED_SCENARIOS:
+            raise LabError(f"no process to name in scenario {scenario!r}; "
+                           f"named ones: {', '.join(NAMED_SCENARIOS)}")
+        if not comm_of(name) or "\0" in name:
+            raise LabError(f"bad process name for {scenario}: {name!r}")
     pick_subnet(hosts, [])  # validates the host count before anything is created
     if scenarios is not None:
         assign_scenarios(random.Random(0), 1, scenarios)  # rejects unknown names up front
@@ -581,7 +601,7 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
         try:
             # First of all, so that even a lab whose building dies halfway has a deadline.
             supervisor = _Supervisor(record, ttl)
-            _build(record, hosts, seed, scenarios, ttl, supervisor)
+            _build(record, hosts, seed, scenarios, ttl, supervisor, names)
             supervisor.close()
         except BaseException:
             if supervisor is not None:

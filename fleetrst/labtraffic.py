@@ -36,10 +36,15 @@ LAB_CHECK_INTERVAL = 1.0
 STOP_TIMEOUT = 3.0  # seconds a process gets after SIGTERM, and again after SIGKILL
 
 
+def comm_of(name: str) -> str:
+    """What the kernel keeps of a process name as its comm: 15 bytes, cut at a character."""
+    return name.encode()[:15].decode("utf-8", "ignore")
+
+
 def set_process_name(name: str) -> None:
     """Set this process's comm (what ss, ps and /proc/PID/comm show); the kernel keeps 15 bytes."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_NAME, comm_of(name).encode(), 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME) failed")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
+import random
+import re
 import shlex
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import paramiko
 from fabric import Connection
@@ -162,6 +163,150 @@ class SSHStream:
         self.channel.close()
 
 
+def _checked_connection(
+    host: str, user: str | None, port: int | None, key_file: str | None, password: str | None,
+    known_hosts: Path, accept_new: bool, gateway: Connection | bool, connect_timeout: float,
+) -> Connection:
+    """A fabric Connection that checks host keys against known_hosts (never AutoAddPolicy)."""
+    connect_kwargs: dict[str, object] = {"banner_timeout": connect_timeout, "auth_timeout": connect_timeout}
+    if key_file:
+        connect_kwargs["key_filename"] = [key_file]
+    if password:
+        connect_kwargs["password"] = password
+    conn = Connection(
+        host, user=user, port=port, connect_timeout=connect_timeout, connect_kwargs=connect_kwargs,
+        gateway=gateway,
+    )
+    client = conn.client
+    # fabric installs AutoAddPolicy; a production tool must never trust a key silently.
+    client.set_missing_host_key_policy(HostKeyPolicy(known_hosts, accept_new))
+    if known_hosts.exists():
+        try:
+            client.get_host_keys().load(str(known_hosts))
+        except (OSError, paramiko.SSHException) as e:
+            raise HostError(f"cannot read known_hosts {known_hosts}: {e}") from e
+    return conn
+
+
+_JUMP_OPT = re.compile(r"(?:-o\s*ProxyJump[= ]\s*|-J\s*)([^\s'\"]+)", re.IGNORECASE)
+_PROXY_W = re.compile(r"ProxyCommand[= ]\s*[\"']?ssh\s+(.*?)-W\s*\S+\s*(.*?)[\"']?(?:\s+-o|$)", re.IGNORECASE)
+
+
+def jump_spec(host: Host, ssh_config: dict[str, Any]) -> str | None:
+    """The bastion for this host: from ansible_ssh_common_args/extra_args, else from ~/.ssh/config."""
+    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        args = str(host.vars.get(key) or "")
+        m = _JUMP_OPT.search(args)
+        if m:
+            return m.group(1)
+        m = _PROXY_W.search(args)
+        if m:
+            # The common `ProxyCommand="ssh -W %h:%p -q user@bastion"` form is a jump host too.
+            words = (m.group(1) + " " + m.group(2)).split()
+            port = None
+            target = None
+            it = iter(words)
+            for w in it:
+                if w == "-p":
+                    port = next(it, None)
+                elif w.startswith("-"):
+                    continue
+                else:
+                    target = w
+            if target:
+                return f"{target}:{port}" if port else target
+    jump = ssh_config.get("proxyjump")
+    if jump and jump.lower() != "none":
+        return str(jump)
+    return None
+
+
+def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """user@host:port (first hop of a chain) -> parts."""
+    first = spec.split(",")[0]
+    user, _, rest = first.rpartition("@")
+    port: int | None = None
+    if rest.startswith("["):
+        addr, _, tail = rest[1:].partition("]")
+        if tail.startswith(":") and tail[1:].isdigit():
+            port = int(tail[1:])
+    else:
+        addr, _, p = rest.partition(":")
+        if p.isdigit():
+            port = int(p)
+    return user or None, addr, port
+
+
+class JumpPool:
+    """One authenticated connection per bastion, shared by every host behind it.
+
+    sshd's default MaxStartups (10:30:100) drops handshakes beyond ten at a time; one shared
+    connection means one login on the bastion, and a semaphore keeps the channels opened
+    through it at a pace it accepts.
+    """
+
+    def __init__(self, known_hosts: Path, accept_new: bool, key_file: str | None = None) -> None:
+        self.known_hosts = known_hosts
+        self.accept_new = accept_new
+        self.key_file = key_file
+        self._lock = threading.Lock()
+        self._conns: dict[str, tuple[Connection, threading.Lock, threading.Semaphore]] = {}
+
+    def get(self, spec: str, key_file: str | None) -> tuple[Connection, threading.Semaphore]:
+        """The open connection to this bastion (opened once, with retries)."""
+        with self._lock:
+            entry = self._conns.get(spec)
+            if entry is None:
+                user, addr, port = _parse_jump(spec)
+                conn = _checked_connection(addr, user, port, key_file or self.key_file, None, self.known_hosts,
+                                           self.accept_new, False, CONNECT_TIMEOUT)
+                entry = (conn, threading.Lock(), threading.Semaphore(8))
+                self._conns[spec] = entry
+        conn, lock, sem = entry
+        with lock:
+            if not conn.is_connected:
+                try:
+                    _open_with_retries(conn, f"bastion {spec}")
+                except HostError as e:
+                    raise HostError(f"via bastion {spec}: {e}") from e
+        return conn, sem
+
+    def close(self) -> None:
+        with self._lock:
+            for conn, _, _ in self._conns.values():
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._conns.clear()
+
+
+def _transient(e: BaseException) -> bool:
+    """Errors an overloaded sshd (past MaxStartups) gives: worth retrying."""
+    if isinstance(e, (ConnectionResetError, EOFError)):
+        return True
+    if isinstance(e, paramiko.SSHException) and not isinstance(
+        e, (paramiko.AuthenticationException, paramiko.BadHostKeyException)
+    ):
+        msg = str(e).lower()
+        return "banner" in msg or "reset" in msg or "closed" in msg or "eof" in msg
+    return False
+
+
+def _open_with_retries(conn: Connection, what: str, attempts: int = 6) -> None:
+    """Open, retrying refused handshakes with exponential backoff and jitter."""
+    delay = 0.3
+    for attempt in range(attempts):
+        try:
+            conn.open()
+            return
+        except Exception as e:
+            if attempt == attempts - 1 or not _transient(e):
+                raise
+            with contextlib.suppress(Exception):
+                conn.close()
+            time.sleep(delay + random.uniform(0, delay))
+            delay = min(delay * 2, 5.0)
+
+
 class SSHTransport:
     """A host reached over SSH (fabric Connection, paramiko underneath)."""
 
@@ -171,51 +316,51 @@ class SSHTransport:
         known_hosts: Path,
         accept_new_host_keys: bool = False,
         connect_timeout: float = CONNECT_TIMEOUT,
+        jumps: JumpPool | None = None,
     ) -> None:
         self.host = host
-        self.description = f"{host.user + '@' if host.user else ''}{host.address}:{host.port}"
-        connect_kwargs: dict[str, object] = {
-            "banner_timeout": connect_timeout,
-            "auth_timeout": connect_timeout,
-        }
-        if host.key_file:
-            connect_kwargs["key_filename"] = [host.key_file]
-        if host.password:
-            connect_kwargs["password"] = host.password
-        self.conn = Connection(
-            host.address,
-            user=host.user,
-            port=host.port,
-            connect_timeout=connect_timeout,
-            connect_kwargs=connect_kwargs,
+        # ~/.ssh/config applies (User, Port, IdentityFile, ProxyJump); the inventory wins where it says.
+        probe = Connection(host.address, gateway=False)
+        ssh_config = dict(probe.ssh_config)
+        port_set = any(k in host.vars for k in ("ansible_port", "ansible_ssh_port"))
+        port = host.port if port_set or host.port != 22 else None
+        self.jump = jump_spec(host, ssh_config)
+        self.jumps = jumps
+        self.conn = _checked_connection(
+            host.address, host.user, port, host.key_file, host.password, known_hosts,
+            accept_new_host_keys, False, connect_timeout,
         )
-        client = self.conn.client
-        # fabric installs AutoAddPolicy; a production tool must never trust a key silently.
-        client.set_missing_host_key_policy(HostKeyPolicy(known_hosts, accept_new_host_keys))
-        if known_hosts.exists():
-            try:
-                client.get_host_keys().load(str(known_hosts))
-            except (OSError, paramiko.SSHException) as e:
-                raise HostError(f"cannot read known_hosts {known_hosts}: {e}") from e
+        via = f" via {self.jump}" if self.jump else ""
+        self.description = f"{self.conn.user}@{host.address}:{self.conn.port}{via}"
         self.known_hosts = known_hosts
         self._sftp: paramiko.SFTPClient | None = None
 
     def open(self) -> None:
         """Connect and authenticate; every failure becomes a one-line HostError."""
-        where = f"{self.host.address}:{self.host.port}"
+        where = f"{self.host.address}:{self.conn.port}"
+        sem: threading.Semaphore | None = None
         try:
-            self.conn.open()
+            if self.jump:
+                pool = self.jumps or JumpPool(self.known_hosts, False)
+                self.jumps = pool
+                gw, sem = pool.get(self.jump, self.host.key_file)
+                self.conn.gateway = gw
+            if sem is not None:
+                with sem:
+                    _open_with_retries(self.conn, where)
+            else:
+                _open_with_retries(self.conn, where)
         except HostError:
             raise
         except paramiko.BadHostKeyException as e:
-            name = known_hosts_name(self.host.address, self.host.port)
+            name = known_hosts_name(self.host.address, self.conn.port)
             raise HostError(
                 f"host key for {name} CHANGED: got {e.key.get_name()} {e.key.fingerprint}, "
                 f"{self.known_hosts} has {e.expected_key.fingerprint}; check the line for "
                 f"'{name}' in {self.known_hosts} (refusing to connect)"
             ) from e
         except paramiko.AuthenticationException as e:
-            who = f"{self.host.user or os.environ.get('USER', '?')}@{where}"
+            who = f"{self.conn.user}@{where}"
             raise HostError(f"authentication failed for {who}: {e}") from e
         except paramiko.ssh_exception.NoValidConnectionsError as e:
             codes = {getattr(err, "errno", None) for err in e.errors.values()}
@@ -224,6 +369,8 @@ class SSHTransport:
             raise HostError(f"cannot connect to {where}: {e}") from e
         except TimeoutError as e:
             raise HostError(f"timed out connecting to {where}") from e
+        except paramiko.ChannelException as e:
+            raise HostError(f"the bastion {self.jump} could not reach {where}: {e.text}") from e
         except paramiko.SSHException as e:
             msg = str(e)
             if "banner" in msg.lower():
@@ -383,13 +530,15 @@ class LocalTransport:
         """Nothing to close locally."""
 
 
-def connect(host: Host, known_hosts: Path, accept_new_host_keys: bool = False) -> SSHTransport | LocalTransport:
+def connect(
+    host: Host, known_hosts: Path, accept_new_host_keys: bool = False, jumps: JumpPool | None = None
+) -> SSHTransport | LocalTransport:
     """Open a transport to the host, or raise HostError with one line saying why not."""
     t: SSHTransport | LocalTransport
     if host.is_local:
         t = LocalTransport(host)
     else:
-        t = SSHTransport(host, known_hosts, accept_new_host_keys)
+        t = SSHTransport(host, known_hosts, accept_new_host_keys, jumps=jumps)
     t.open()
     return t
 

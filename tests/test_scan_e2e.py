@@ -199,3 +199,31 @@ def test_a_changed_host_key_is_refused_and_named(fleet: LabState, tmp_path: Path
     assert entry["status"] == "failed"
     assert "CHANGED" in entry["error"] and str(forged) in entry["error"]
     assert forged.read_text() == f"{host.address} {other_key}\n"
+
+
+def test_hosts_behind_a_bastion_are_reached_through_one_shared_connection(fleet: LabState, tmp_path: Path) -> None:
+    import yaml
+
+    live = [h for h in fleet.hosts if h.scenario != "dead"]
+    bastion, behind = live[0], live[1:]
+    inv = yaml.safe_load(fleet.inventory.read_text())
+    hosts = inv["all"]["children"]["lab"]["hosts"]
+    for h in behind:
+        hosts[h.name]["ansible_ssh_common_args"] = f"-o ProxyJump=root@{bastion.address}"
+    for name in list(hosts):
+        if name not in {h.name for h in behind}:
+            del hosts[name]
+    path = tmp_path / "bastion.yml"
+    path.write_text(yaml.safe_dump(inv))
+    out = tmp_path / "run"
+    r = fleetrst("scan", str(path), "--known-hosts", str(fleet.known_hosts), "--duration", "2", "-o", str(out))
+    assert r.returncode in (0, 1), r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert {h["name"] for h in summary["hosts"]} == {h.name for h in behind}
+    assert all(h["status"] == "ok" for h in summary["hosts"]), [h.get("error") for h in summary["hosts"]]
+    for h in summary["hosts"]:
+        # The target's own socket table: its SSH session comes from the bastion, not from us.
+        sockets = (out / h["report"]).parent.joinpath("sockets.txt").read_text()
+        ssh_peers = {ln.split()[4].rsplit(":", 1)[0] for ln in sockets.splitlines()
+                     if len(ln.split()) > 4 and ln.split()[0] == "ESTAB" and ln.split()[3].endswith(":22")}
+        assert ssh_peers == {bastion.address}, ssh_peers
