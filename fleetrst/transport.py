@@ -363,10 +363,16 @@ class SSHTransport:
             who = f"{self.conn.user}@{where}"
             raise HostError(f"authentication failed for {who}: {e}") from e
         except paramiko.ssh_exception.NoValidConnectionsError as e:
-            codes = {getattr(err, "errno", None) for err in e.errors.values()}
+            errs = list(e.errors.values())
+            codes = {getattr(err, "errno", None) for err in errs}
             if errno.ECONNREFUSED in codes:
                 raise HostError(f"connection refused ({where})") from e
-            raise HostError(f"cannot connect to {where}: {e}") from e
+            if codes & {errno.EHOSTUNREACH, errno.ENETUNREACH}:
+                raise HostError(f"no route to host ({where} unreachable)") from e
+            if any(isinstance(err, TimeoutError) for err in errs):
+                raise HostError(f"timed out connecting to {where}") from e
+            detail = "; ".join(sorted({getattr(err, "strerror", None) or str(err) for err in errs}))
+            raise HostError(f"cannot connect to {where}: {detail}") from e
         except TimeoutError as e:
             raise HostError(f"timed out connecting to {where}") from e
         except paramiko.ChannelException as e:

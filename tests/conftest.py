@@ -83,3 +83,23 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory
             errors.append(f"{directory}: {exc}")
     if errors:
         pytest.fail("lab teardown failed: " + "; ".join(errors), pytrace=False)
+
+
+# The fault suite's table (case -> expected -> seen), printed at the end of the run.
+_FAULT_ROWS: list[tuple[str, str, str, str]] = []
+
+
+@pytest.fixture(scope="session")
+def fault_table() -> list[tuple[str, str, str, str]]:
+    """Rows (case, expected, seen, verdict) that the fault suite records for the final table."""
+    return _FAULT_ROWS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _FAULT_ROWS:
+        return
+    tr = terminalreporter
+    tr.section("fault suite: case -> expected -> seen")
+    w = [max(len(r[i]) for r in _FAULT_ROWS) for i in range(3)]
+    for case, expected, seen, verdict in _FAULT_ROWS:
+        tr.write_line(f"{verdict:4}  {case:<{w[0]}}  {expected:<{w[1]}}  {seen}")

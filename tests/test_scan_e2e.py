@@ -30,24 +30,44 @@ def fleetrst(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
     )
 
 
-def leftovers() -> dict[str, list[str]]:
-    """What fleetrst could have left on the (shared) hosts: run directories, tcpdumps, trace instances."""
-    dirs = sorted(str(p) for p in Path("/tmp").glob("fleetrst-*") if p.is_dir() and p.name != "fleetrst-lab")
-    dirs = [d for d in dirs if len(Path(d).name.split("-")) >= 4]  # fleetrst-RUNID-RAND-TOKEN
+def _netns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def leftovers(fleet: LabState | None = None, runs: list[Path] | None = None) -> dict[str, list[str]]:
+    """What fleetrst could have left on the (shared) hosts: run directories, tcpdumps, trace instances.
+
+    With a fleet and run directories, only what belongs to those runs and that fleet counts, so
+    that other scans on the same machine do not disturb the check.
+    """
+    ids = []
+    for run in runs or []:
+        try:
+            ids.append(json.loads((run / "run.json").read_text())["id"])
+        except (OSError, ValueError, KeyError):
+            pass
+    prefixes = tuple(f"fleetrst-{i}-" for i in ids) or ("fleetrst-",)
+    dirs = sorted(str(p) for p in Path("/tmp").glob("fleetrst-*")
+                  if p.is_dir() and p.name.startswith(prefixes) and len(p.name.split("-")) >= 4)
+    inodes = {_netns_inode(f"/run/netns/{h.namespace}") for h in fleet.hosts} - {None} if fleet else set()
     procs = []
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
             cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ino = os.stat(p / "ns" / "net").st_ino
         except OSError:
             continue
-        if "tcpdump" in cmd and "tcp-rst" in cmd:
+        if "tcpdump" in cmd and "tcp-rst" in cmd and (not inodes or ino in inodes):
             procs.append(f"{p.name}: {cmd}")
     instances = []
     for root in (Path("/sys/kernel/tracing/instances"), Path("/sys/kernel/debug/tracing/instances")):
         if root.is_dir():
-            instances += [str(i) for i in root.glob("fleetrst-*")]
+            instances += [str(i) for i in root.glob("fleetrst-*") if i.name.startswith(prefixes)]
     return {"dirs": dirs, "tcpdump": procs, "trace_instances": instances}
 
 
@@ -117,7 +137,7 @@ def test_scan_finds_the_top_sender_on_every_host(fleet: LabState, tmp_path: Path
         if lh.scenario in ("linger_abort", "unread_close"):
             assert top["process"] and top["process"]["name"] == exp["process"]
             assert exp["counter"] in top["evidence"]["counters"], top
-    assert leftovers() == {"dirs": [], "tcpdump": [], "trace_instances": []}
+    assert leftovers(fleet, [out]) == {"dirs": [], "tcpdump": [], "trace_instances": []}
 
 
 def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path: Path) -> None:
@@ -139,16 +159,17 @@ def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path
                 window_start = time.monotonic()
                 break
         assert window_start is not None, "the scan never reached its window"
-        running = leftovers()
+        running = leftovers(fleet, [tmp_path / "run"])
         assert running["tcpdump"], "captures should be running mid-window"
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=30)
         assert rc == 130
         # The host side ends on its own within the window plus a few seconds at most.
-        while time.monotonic() < window_start + duration + 5 and any(leftovers().values()):
+        run = [tmp_path / "run"]
+        while time.monotonic() < window_start + duration + 5 and any(leftovers(fleet, run).values()):
             time.sleep(0.5)
-        assert leftovers() == {"dirs": [], "tcpdump": [], "trace_instances": []}
+        assert leftovers(fleet, run) == {"dirs": [], "tcpdump": [], "trace_instances": []}
     finally:
         if proc.poll() is None:
             proc.kill()

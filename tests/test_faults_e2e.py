@@ -1,0 +1,281 @@
+"""Fault suite: one broken host never costs the others, nothing is left behind, exit codes are right.
+
+Every case runs the real CLI over real SSH against the namespace fleet, and records a row
+(case -> expected -> seen) for the table printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetrst.lab import LabState
+
+pytestmark = pytest.mark.lab
+
+CLEAN = {"dirs": [], "tcpdump": [], "trace_instances": []}
+
+
+def leftovers(fleet: LabState, *runs: Path) -> dict[str, list[str]]:
+    from test_scan_e2e import leftovers as scan_leftovers
+
+    return scan_leftovers(fleet, list(runs))
+
+
+@pytest.fixture(scope="module")
+def fleet(lab_factory) -> LabState:
+    seed = int(os.environ.get("FLEETRST_LAB_SEED") or random.SystemRandom().randrange(1, 2**31))
+    scenarios = ["closed_port", "quiet", "linger_abort", "quiet"]
+    random.Random(seed).shuffle(scenarios)
+    return lab_factory(len(scenarios), scenarios=scenarios, seed=seed)
+
+
+def scan(inventory: Path, fleet: LabState, out: Path, *extra: str, duration: str = "3") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fleetrst", "scan", str(inventory), "--known-hosts", str(fleet.known_hosts),
+         "--duration", duration, "-o", str(out), *extra],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+
+
+def inventory_with(fleet: LabState, path: Path, extra_hosts: dict[str, dict[str, object]]) -> Path:
+    inv = yaml.safe_load(fleet.inventory.read_text())
+    inv["all"]["children"]["lab"]["hosts"].update(extra_hosts)
+    path.write_text(yaml.safe_dump(inv))
+    return path
+
+
+def summary_of(out: Path) -> dict[str, dict]:
+    return {h["name"]: h for h in json.loads((out / "summary.json").read_text())["hosts"]}
+
+
+def check_others_complete(fleet: LabState, hosts: dict[str, dict]) -> None:
+    for lh in fleet.hosts:
+        h = hosts[lh.name]
+        assert h["status"] == "ok", (lh.name, h.get("error"))
+        assert h["counters"]["OutRsts"]["end"] >= h["counters"]["OutRsts"]["start"]
+        if lh.scenario == "closed_port":
+            assert h["findings"] and h["findings"][0]["kind"] == lh.expected["kind"]
+
+
+def record(table: list, case: str, expected: str, seen: str, ok: bool) -> None:
+    table.append((case, expected, seen, "ok" if ok else "FAIL"))
+    assert ok, f"{case}: expected {expected}, seen {seen}"
+
+
+def unused_address(fleet: LabState) -> str:
+    import ipaddress
+
+    net = ipaddress.ip_network(fleet.subnet)
+    used = {h.address for h in fleet.hosts}
+    return str(next(a for a in reversed(list(net.hosts())) if str(a) not in used))
+
+
+@pytest.mark.parametrize("case", ["unreachable", "blackhole", "wrong_key"])
+def test_a_broken_host_fails_alone_with_one_line(case: str, fleet: LabState, tmp_path: Path, fault_table) -> None:
+    helper = None
+    target = next(h for h in fleet.hosts if h.scenario == "quiet")
+    try:
+        if case == "unreachable":
+            extra = {"ghost": {"ansible_host": unused_address(fleet)}}
+            expected = "failed: timed out / no route"
+        elif case == "blackhole":
+            # Accepts TCP but never speaks SSH; bounded: it exits by itself after 60 s.
+            port = random.randrange(20000, 30000)
+            code = ("import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+                    f"s.bind(('{target.address}',{port}));s.listen(8);s.settimeout(60);held=[]\n"
+                    "end=time.time()+60\nwhile time.time()<end:\n"
+                    "    try: held.append(s.accept()[0])\n    except OSError: break\n")
+            helper = subprocess.Popen(["ip", "netns", "exec", target.namespace, sys.executable, "-c", code])
+            deadline = time.monotonic() + 10
+            import socket as _s
+
+            while time.monotonic() < deadline:
+                try:
+                    _s.create_connection((target.address, port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            extra = {"blackhole": {"ansible_host": target.address, "ansible_port": port}}
+            expected = "failed: no SSH banner"
+        else:
+            key = tmp_path / "stranger"
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+            extra = {"wrongkey": {"ansible_host": target.address, "ansible_ssh_private_key_file": str(key)}}
+            expected = "failed: authentication failed"
+        inv = inventory_with(fleet, tmp_path / "inv.yml", extra)
+        if case == "blackhole":
+            # The blackhole's port is not in known_hosts under [addr]:port: accept it, so the
+            # failure we see is the missing banner, not the key.
+            kh = tmp_path / "known_hosts"
+            kh.write_text(fleet.known_hosts.read_text())
+            r = subprocess.run(
+                [sys.executable, "-m", "fleetrst", "scan", str(inv), "--known-hosts", str(kh),
+                 "--accept-new-host-keys", "--duration", "3", "-o", str(tmp_path / "run")],
+                capture_output=True, text=True, timeout=180, check=False)
+        else:
+            r = scan(inv, fleet, tmp_path / "run")
+        hosts = summary_of(tmp_path / "run")
+        bad = hosts[next(iter(extra))]
+        err = bad.get("error") or ""
+        want = {"unreachable": ("timed out", "no route", "unreachable"), "blackhole": ("banner",),
+                "wrong_key": ("authentication failed",)}[case]
+        ok = (bad["status"] == "failed" and "\n" not in err and any(w in err.lower() for w in want)
+              and r.returncode == 3)
+        record(fault_table, case, expected + ", exit 3", f"{bad['status']}: {err} (exit {r.returncode})", ok)
+        check_others_complete(fleet, hosts)
+        assert leftovers(fleet, tmp_path / "run") == CLEAN
+    finally:
+        if helper is not None:
+            helper.kill()
+            helper.wait()
+
+
+def _sshd_sessions(fleet: LabState, host) -> list[int]:
+    """PIDs of the SSH sessions serving connections on a lab host (children of its sshd)."""
+    data = json.loads((fleet.directory / "lab.json").read_text())
+    main = [p["pid"] for p in data["processes"] if p.get("role") == "sshd" and p.get("host") == host.name]
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid in main:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _start_scan(fleet: LabState, out: Path, duration: int) -> tuple[subprocess.Popen[str], float]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetrst", "scan", str(fleet.inventory), "--known-hosts", str(fleet.known_hosts),
+         "--duration", str(duration), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if "window:" in line:
+            return proc, time.monotonic()
+    proc.kill()
+    raise AssertionError("the scan never reached its window")
+
+
+def _wait_clean(fleet: LabState, run: Path, until: float) -> dict[str, list[str]]:
+    while time.monotonic() < until and leftovers(fleet, run) != CLEAN:
+        time.sleep(0.5)
+    return leftovers(fleet, run)
+
+
+def test_ssh_connection_killed_mid_window(fleet: LabState, tmp_path: Path, fault_table) -> None:
+    victim = next(h for h in fleet.hosts if h.scenario == "quiet")
+    duration = 6
+    proc, start = _start_scan(fleet, tmp_path / "run", duration)
+    try:
+        time.sleep(1.5)
+        sessions = _sshd_sessions(fleet, victim)
+        assert sessions, "no SSH session found on the victim"
+        for pid in sessions:
+            os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    hosts = summary_of(tmp_path / "run")
+    bad = hosts[victim.name]
+    left = _wait_clean(fleet, tmp_path / "run", start + duration + 5)
+    ok = bad["status"] == "failed" and proc.returncode == 3 and left == CLEAN
+    record(fault_table, "ssh connection killed mid-window", "that host failed, others ok, nothing left",
+           f"{bad['status']}: {bad.get('error')} (exit {proc.returncode}, leftovers {sum(map(len, left.values()))})", ok)
+    others = [h for h in fleet.hosts if h.name != victim.name]
+    for lh in others:
+        assert hosts[lh.name]["status"] == "ok", hosts[lh.name].get("error")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_orchestrator_stopped_mid_window_hosts_end_alone(sig: int, fleet: LabState, tmp_path: Path,
+                                                         fault_table) -> None:
+    duration = 8
+    proc, start = _start_scan(fleet, tmp_path / "run", duration)
+    try:
+        time.sleep(1.5)
+        assert leftovers(fleet, tmp_path / "run")["tcpdump"], "captures should be running mid-window"
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = _wait_clean(fleet, tmp_path / "run", start + duration + 5)
+    expected_rc = 130 if sig == signal.SIGINT else -signal.SIGKILL
+    ok = left == CLEAN and proc.returncode == expected_rc
+    name = signal.Signals(sig).name
+    record(fault_table, f"orchestrator {name} mid-window", f"exit {expected_rc}, nothing left within window+5 s",
+           f"exit {proc.returncode}, leftovers {left}", ok)
+
+
+def test_an_interface_that_disappears_mid_capture(fleet: LabState, tmp_path: Path, fault_table) -> None:
+    victim = next(h for h in fleet.hosts if h.scenario != "quiet")
+    ns = victim.namespace
+    subprocess.run(["ip", "-n", ns, "link", "add", "frdum0", "type", "dummy"], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "frdum0", "up"], check=True)
+        proc, _ = _start_scan(fleet, tmp_path / "run", 5)
+        time.sleep(1.5)
+        subprocess.run(["ip", "-n", ns, "link", "del", "frdum0"], check=True)
+        proc.communicate(timeout=120)
+    finally:
+        subprocess.run(["ip", "-n", ns, "link", "del", "frdum0"], capture_output=True, check=False)
+    hosts = summary_of(tmp_path / "run")
+    h = hosts[victim.name]
+    top = h["findings"][0]["kind"] if h["findings"] else None
+    ok = h["status"] == "ok" and top == victim.expected["kind"] and leftovers(fleet, tmp_path / "run") == CLEAN
+    record(fault_table, "interface disappears mid-capture", "host ok, other interfaces' findings kept",
+           f"{h['status']}, top finding {top}", ok)
+
+
+def test_hostile_names_and_values_are_never_executed(fleet: LabState, tmp_path: Path, fault_table) -> None:
+    target = next(h for h in fleet.hosts if h.scenario == "quiet")
+    mark = f"fleetrst-pwned-{random.randrange(10**9)}"
+    evil = f"touch {mark}"
+    places = [Path("/root"), Path("/tmp"), Path("/"), tmp_path, Path.home()]
+    extra = {
+        f"$({evil})": {"ansible_host": target.address},
+        f";{evil};": {"ansible_host": target.address},
+        f"`{evil}`": {"ansible_host": target.address, "ansible_become": True,
+                      "ansible_become_user": f"x; {evil}"},
+        "<script>alert(1)</script>": {"ansible_host": target.address},
+    }
+    inv = inventory_with(fleet, tmp_path / "inv.yml", extra)
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "fleetrst", "scan", str(inv), "--known-hosts", str(fleet.known_hosts),
+         "--duration", "2", "-o", str(out), "--interfaces", f"lo,eth0;{evil}"],
+        capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path)
+    r2 = subprocess.run(
+        [sys.executable, "-m", "fleetrst", "scan", str(inv), "--known-hosts", str(fleet.known_hosts),
+         "--duration", "1", "-o", str(tmp_path / "run2"), "--remote-tmp", f"/tmp/$({evil})", "-l", "*touch*"],
+        capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path)
+    created = [str(p / mark) for p in places if (p / mark).exists()]
+    hosts = summary_of(out)
+    index = (out / "index.html").read_text()
+    ok = (not created and set(extra) <= set(hosts) and "<script>alert(1)</script>" not in index
+          and "&lt;script&gt;" in index and "\x1b" not in r.stdout)
+    record(fault_table, "hostile host names and variables", "never executed, shown as text",
+           f"marker {created or 'absent'}, {len(hosts)} hosts reported, exit {r.returncode}/{r2.returncode}", ok)
+    assert leftovers(fleet, out, tmp_path / "run2") == CLEAN
