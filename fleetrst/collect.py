@@ -317,7 +317,11 @@ class Scan:
             except TimeoutError as e:
                 raise HostError("host side did not finish in time after the window") from e
             if line is None:
-                raise HostError(f"host side ended early: {hr.stream.stderr().strip()[:200] or 'no reason given'}")
+                err = hr.stream.stderr().strip()[:200]
+                raise HostError(
+                    f"host side ended early: {err}" if err else
+                    "connection lost during the window (the host side stops and cleans up by itself)"
+                )
             key, _, rest = line.partition(" ")
             if key in ("started", "ended", "done"):
                 hr.window_host[key] = float(rest.partition("=")[2] or 0)

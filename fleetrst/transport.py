@@ -379,7 +379,8 @@ class SSHTransport:
             raise HostError(f"the bastion {self.jump} could not reach {where}: {e.text}") from e
         except paramiko.SSHException as e:
             msg = str(e)
-            if "banner" in msg.lower():
+            # A server that never sends a banner surfaces as either message, depending on timing.
+            if "banner" in msg.lower() or "no existing session" in msg.lower():
                 msg = "no SSH banner in time (not an SSH server, or sshd overloaded)"
             raise HostError(f"SSH failed on {where}: {msg}") from e
         except OSError as e:
