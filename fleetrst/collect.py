@@ -294,7 +294,7 @@ class Scan:
         d = quote(hr.remote_dir)
         cmd = (
             f"{self._sudo(hr)}timeout -s TERM -k 5 {total} sh {d}/capture.sh run {d} "
-            f"{start_host:.6f} {int(opts.duration)} {cap_blocks} {int(opts.collect_timeout)} {trace} -- {ifargs}"
+            f"{start_host:.6f} {opts.duration:.3f} {cap_blocks} {int(opts.collect_timeout)} {trace} -- {ifargs}"
         )
         hr.stream = hr.transport.start(cmd)
         line = hr.stream.readline(timeout=20)
