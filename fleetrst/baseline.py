@@ -63,7 +63,9 @@ def load_summary(path: Path) -> dict[str, Any]:
             except (OSError, ValueError) as exc:
                 raise BaselineError(f"{path}: cannot analyze this run directory: {exc}") from exc
         else:
-            raise BaselineError(f"{path}: not a fleetrst run directory (no summary.json, no run.json)")
+            raise BaselineError(
+                f"{path}: not a fleetrst run directory (no summary.json, no run.json)"
+            )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -111,7 +113,7 @@ def _rate(value: object) -> float | None:
 
 
 def rate_change(before: object, after: object) -> str:
-    """"up", "down" or "same" by the noise rule; "unknown" when either rate is missing."""
+    """ "up", "down" or "same" by the noise rule; "unknown" when either rate is missing."""
     old, new = _rate(before), _rate(after)
     if old is None or new is None:
         return "unknown"
@@ -170,11 +172,20 @@ def _scanned(host: Mapping[str, Any] | None) -> bool:
     return host is not None and host.get("status") != "failed"
 
 
+def _reset_rate(host: Mapping[str, Any] | None, name: str) -> float | None:
+    if host is None or host.get("status") == "failed":
+        return None
+    resets = host.get("resets")
+    return _rate(resets.get(name)) if isinstance(resets, Mapping) else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Comparing
 
 
-def compare_host(current: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None) -> dict[str, Any]:
+def compare_host(
+    current: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """One host's comparison: status, rates and findings marked new, still or gone.
 
     Findings are compared only when the host was scanned now; when the baseline lacks the host
@@ -184,8 +195,7 @@ def compare_host(current: Mapping[str, Any] | None, baseline: Mapping[str, Any] 
     after = current.get("status") if current is not None else None
     rates: dict[str, dict[str, Any]] = {}
     for name in RATES:
-        old = _rate((baseline.get("resets") or {}).get(name)) if _scanned(baseline) else None
-        new = _rate((current.get("resets") or {}).get(name)) if _scanned(current) else None
+        old, new = _reset_rate(baseline, name), _reset_rate(current, name)
         rates[name] = {"before": old, "after": new, "change": rate_change(old, new)}
     entries: list[dict[str, Any]] = []
     compared = _scanned(current)
@@ -198,9 +208,13 @@ def compare_host(current: Mapping[str, Any] | None, baseline: Mapping[str, Any] 
             entry["change"] = "new" if then is None else "gone" if now is None else "still"
             entry["per_s"] = _rate(now.get("per_s")) if now is not None else None
             entry["per_s_before"] = _rate(then.get("per_s")) if then is not None else None
-            entry["severity_before"] = (_text(then.get("severity")) or None) if then is not None else None
+            entry["severity_before"] = (
+                (_text(then.get("severity")) or None) if then is not None else None
+            )
             entry["rate_change"] = (
-                rate_change(entry["per_s_before"], entry["per_s"]) if entry["change"] == "still" else None
+                rate_change(entry["per_s_before"], entry["per_s"])
+                if entry["change"] == "still"
+                else None
             )
             entries.append(entry)
     order = {c: i for i, c in enumerate(CHANGES)}
@@ -208,7 +222,11 @@ def compare_host(current: Mapping[str, Any] | None, baseline: Mapping[str, Any] 
     return {
         "in_baseline": baseline is not None,
         "compared": compared,
-        "status": {"before": before, "after": after, "changed": baseline is not None and before != after},
+        "status": {
+            "before": before,
+            "after": after,
+            "changed": baseline is not None and before != after,
+        },
         "rates": rates,
         "counts": {c: sum(1 for e in entries if e["change"] == c) for c in CHANGES},
         "findings": entries,
@@ -236,7 +254,9 @@ def _run_ref(summary: Mapping[str, Any], source: str | None) -> dict[str, Any]:
     }
 
 
-def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+def compare(
+    current: Mapping[str, Any], baseline: Mapping[str, Any], source: str | None = None
+) -> dict[str, Any]:
     """The fleet's comparison with a baseline summary, with each host's (in ``hosts``)."""
     now, then = _hosts(current), _hosts(baseline)
     per_host = {name: compare_host(host, then.get(name)) for name, host in now.items()}
@@ -246,8 +266,17 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], source: str
         for entry in result["findings"]:
             if entry["change"] in ("new", "gone"):
                 (new if entry["change"] == "new" else gone).append({"host": name, **entry})
-    new.sort(key=lambda e: -severity_rank(e["severity"]))
-    gone.sort(key=lambda e: -severity_rank(e["severity"]))
+    changed = [
+        {"host": name, **entry}
+        for name, result in per_host.items()
+        for entry in result["findings"]
+        if entry["change"] == "still"
+        and (
+            entry["rate_change"] in ("up", "down") or entry["severity_before"] != entry["severity"]
+        )
+    ]
+    for entries in (new, gone, changed):
+        entries.sort(key=lambda e: -severity_rank(e["severity"]))
     rate_changes = [
         {"host": name, "rate": rate, **values}
         for name, result in per_host.items()
@@ -274,11 +303,14 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], source: str
         "rate_changes": rate_changes,
         "new": new,
         "gone": gone,
+        "changed": changed,
         "hosts": per_host,
     }
 
 
-def apply_baseline(summary: dict[str, Any], baseline: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+def apply_baseline(
+    summary: dict[str, Any], baseline: Mapping[str, Any], source: str | None = None
+) -> dict[str, Any]:
     """Write the comparison into `summary` (``baseline`` at the top and on each host, and each
     current finding's ``baseline``: new or still); returns the fleet section."""
     result = compare(summary, baseline, source)
@@ -305,7 +337,9 @@ def regressions(summary: Mapping[str, Any], fail_on: str) -> list[tuple[str, Map
         if not isinstance(host, Mapping) or host.get("status") == "failed":
             continue
         for f in _findings(host):
-            if f.get("baseline") == "new" and severity_rank(f.get("severity")) >= severity_rank(fail_on):
+            if f.get("baseline") == "new" and severity_rank(f.get("severity")) >= severity_rank(
+                fail_on
+            ):
                 out.append((str(host.get("name")), f))
     return out
 
@@ -329,10 +363,19 @@ def describe(section: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {change['host']}: status {change['before']} -> {change['after']}")
     for r in section.get("rate_changes") or []:
         what = "sent" if r["rate"] == "sent_per_s" else "received"
-        lines.append(f"  {r['host']}: resets {what} {r['before']:.2f}/s -> {r['after']:.2f}/s ({r['change']})")
+        lines.append(
+            f"  {r['host']}: resets {what} {r['before']:.2f}/s -> {r['after']:.2f}/s ({r['change']})"
+        )
     for word, entries in (("NEW ", section.get("new") or []), ("gone", section.get("gone") or [])):
         for e in entries:
-            lines.append(f"  {word} {e['host']}: [{e['severity']}] {e['kind']} {e['interface']} {e['local']}")
+            lines.append(
+                f"  {word} {e['host']}: [{e['severity']}] {e['kind']} {e['interface']} {e['local']}"
+            )
+    for e in section.get("changed") or []:
+        rates = f"{e['per_s_before'] or 0:.2f}/s -> {e['per_s'] or 0:.2f}/s"
+        lines.append(
+            f"  still {e['host']}: [{e['severity']}] {e['kind']} {e['interface']} {e['local']} {rates}"
+        )
     return lines
 
 
@@ -362,6 +405,7 @@ def fleet_view(section: object, hrefs: Mapping[str, str | None]) -> dict[str, An
         "rate_changes": linked(section.get("rate_changes")),
         "new": linked(section.get("new")),
         "gone": linked(section.get("gone")),
+        "changed": linked(section.get("changed")),
     }
 
 
@@ -370,4 +414,4 @@ def host_view(host: Mapping[str, Any]) -> dict[str, Any] | None:
     section = host.get("baseline")
     if not isinstance(section, Mapping):
         return None
-    return {"scope": "host", **section}
+    return {"scope": "host", "rule": {"text": RULE_TEXT}, **section}

@@ -159,20 +159,19 @@ def _sshd_sessions(fleet: LabState, host) -> list[int]:
 
 
 def _start_scan(fleet: LabState, out: Path, duration: int) -> tuple[subprocess.Popen[str], float]:
+    """Start a scan and return once its captures run on the hosts (the window is open)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleetrst", "scan", str(fleet.inventory), "--known-hosts", str(fleet.known_hosts),
          "--duration", str(duration), "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
     )
-    assert proc.stderr is not None
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if "window:" in line:
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "run.json").exists() and leftovers(fleet, out)["tcpdump"]:
             return proc, time.monotonic()
+        time.sleep(0.1)
     proc.kill()
+    proc.wait()
     raise AssertionError("the scan never reached its window")
 
 
@@ -192,7 +191,7 @@ def test_ssh_connection_killed_mid_window(fleet: LabState, tmp_path: Path, fault
         assert sessions, "no SSH session found on the victim"
         for pid in sessions:
             os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
