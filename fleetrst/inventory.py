@@ -1,18 +1,28 @@
-"""Ansible YAML inventories as `Host` records, and `--limit` patterns as Ansible reads them.
+"""Ansible inventories as `Host` records, and `--limit` patterns as Ansible reads them.
 
-Variables follow Ansible's precedence: inventory-file group vars (all < parent < child, siblings by
-`ansible_group_priority` then name), then `group_vars/` next to the inventory in the same order,
-then the host's own vars, then `host_vars/`.
+Static inventories are YAML or INI (told apart by their content, as Ansible tries one plugin after
+the other). Variables follow Ansible's precedence: inventory-file group vars (all < parent < child,
+siblings by `ansible_group_priority` then name), then `group_vars/` next to the inventory in the
+same order, then the host's own vars, then `host_vars/`. Dynamic sources (an executable inventory
+script, or a YAML plugin configuration such as `plugin: amazon.aws.aws_ec2`) are read through
+`ansible-inventory -i SRC --list`, whose host variables Ansible has already merged.
 """
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import ipaddress
+import json
 import os
 import re
+import shlex
+import shutil
 import string
+import subprocess
+import sys
 import unicodedata
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,8 +410,11 @@ class _Builder:
                 problem = check_host_name(name)
                 if problem is not None:
                     raise self.fail(hline, problem)
+                # As Ansible: a "host:port" pattern sets the port only where the host is first
+                # named; later mentions keep whatever port it has.
+                first = name not in self.hosts
                 host = self.hosts.setdefault(name, _HostDef(name, hline))
-                if port is not None:
+                if port is not None and first:
                     host.vars.values["ansible_port"] = port
                     host.vars.origins["ansible_port"] = (self.shown, hline)
                 host.vars.update(parsed)
@@ -434,6 +447,391 @@ class _Builder:
             state[name] = 2
 
         visit("all")
+        for name in list(self.groups):  # groups that loop among themselves hang off nothing
+            if name not in state:
+                visit(name)
+
+
+# --- INI inventories ------------------------------------------------------------------------------
+
+# As Ansible's ini plugin: a section is a group name (no blanks, ':' or ']') and an optional type.
+_INI_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
+_INI_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
+_INI_COMMENT = ("#", ";")
+
+
+def ini_value(text: str) -> Any:
+    """An INI value as Ansible reads it: a Python literal if it is one ("42", "True", "[1, 2]"),
+    else the string itself ("true", "yes" and "web01" stay strings)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    return _ini_plain(value)
+
+
+def _ini_plain(value: Any) -> Any:
+    # What Ansible keeps of a literal: lists for tuples and sets, text for bytes, and strings
+    # for the literal types it has no variable type for.
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_ini_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_ini_plain(k): _ini_plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, complex):
+        return str(value)
+    return value
+
+
+class _IniParser:
+    """One pass over the lines, as Ansible's ini plugin makes it, into a `_Builder`."""
+
+    def __init__(self, builder: _Builder) -> None:
+        self.b = builder
+        # Groups Ansible would know by now; `[g:vars]` adds its group, but only on credit.
+        self.known: set[str] = {"all", "ungrouped"}
+        # Forward references: {group: (line, "vars" | "children", parents)}, in order seen.
+        self.pending: dict[str, tuple[int, str, list[str]]] = {}
+
+    def parse(self, text: str) -> None:
+        self.b.group("all", 1)
+        self.b.group("ungrouped", 1)
+        group, state = "ungrouped", "hosts"
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith(_INI_COMMENT):
+                continue
+            section = _INI_SECTION.match(line)
+            if section:
+                group, state = section[1], section[2] or "hosts"
+                self.section(group, state, lineno, line)
+            elif line.startswith("[") and line.endswith("]"):
+                raise self.b.fail(
+                    lineno, f"invalid section {line!r}: a section is [group], [group:vars] or "
+                    "[group:children], with no spaces in it"
+                )
+            elif state == "hosts":
+                self.host_line(group, line, lineno)
+            elif state == "vars":
+                key, sep, value = line.partition("=")
+                if not sep or not key.strip():
+                    raise self.b.fail(lineno, f"[{group}:vars]: expected key=value, got {line!r}")
+                self.b.groups[group].vars.values[key.strip()] = ini_value(value.strip())
+                self.b.groups[group].vars.origins[key.strip()] = (self.b.shown, lineno)
+            else:
+                child = _INI_GROUP_NAME.match(line)
+                if child is None:
+                    raise self.b.fail(
+                        lineno, f"[{group}:children]: expected a group name, got {line!r}"
+                    )
+                name = child[1]
+                if name in self.known:
+                    self.b.link(group, name, lineno)
+                elif name in self.pending:
+                    self.pending[name][2].append(group)
+                else:
+                    self.pending[name] = (lineno, "children", [group])
+        for name, (lineno, kind, parents) in self.pending.items():
+            if kind == "vars":
+                raise self.b.fail(
+                    lineno, f"section [{name}:vars] is for group {name!r}, which is defined "
+                    "nowhere (no [" + name + "] or [" + name + ":children] section)"
+                )
+            raise self.b.fail(
+                lineno, f"section [{parents[-1]}:children] names group {name!r}, which is "
+                "defined nowhere"
+            )
+        # As Ansible: every group that has no parent is a child of all.
+        for name, grp in list(self.b.groups.items()):
+            if name != "all" and not grp.parents:
+                self.b.link("all", name, grp.line)
+
+    def section(self, name: str, state: str, lineno: int, line: str) -> None:
+        if state not in ("hosts", "vars", "children"):
+            raise self.b.fail(
+                lineno, f"section {line.split(']')[0]}] has unknown type {state!r} "
+                "(expected vars or children)"
+            )
+        if name not in self.known:
+            if state == "vars" and name not in self.pending:
+                self.pending[name] = (lineno, "vars", [])
+            self.known.add(name)
+            self.b.group(name, lineno)
+        if name in self.pending and state != "vars":
+            if self.pending[name][1] == "children":
+                self.resolve_children(name)
+            else:
+                del self.pending[name]
+
+    def resolve_children(self, name: str) -> None:
+        entry = self.pending.pop(name, None)
+        if entry is None:
+            return
+        for parent in entry[2]:
+            self.b.link(parent, name, entry[0])
+            if parent in self.pending and self.pending[parent][1] == "children":
+                self.resolve_children(parent)
+
+    def host_line(self, group: str, line: str, lineno: int) -> None:
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError as e:
+            raise self.b.fail(lineno, f"cannot read host line {line!r}: {e}") from None
+        if not tokens:
+            return
+        pattern = tokens[0]
+        try:
+            base, port = _split_port(pattern)
+            names = expand_host_range(base)
+        except ValueError as e:
+            raise self.b.fail(lineno, str(e)) from None
+        if pattern.endswith(":") and port is None:
+            raise self.b.fail(
+                lineno, f"host {pattern!r} ends in ':', which is kept for a port number"
+            )
+        if pattern == "---":
+            raise self.b.fail(lineno, "'---' is not a host name: is this a YAML file?")
+        parsed = _Vars()
+        for token in tokens[1:]:
+            key, sep, value = token.partition("=")
+            if not sep or not key:
+                raise self.b.fail(
+                    lineno, f"host {pattern!r}: expected key=value after the host name, "
+                    f"got {token!r}"
+                )
+            parsed.values[key] = ini_value(value)
+            parsed.origins[key] = (self.b.shown, lineno)
+        grp = self.b.groups[group]
+        for name in names:
+            problem = check_host_name(name)
+            if problem is not None:
+                raise self.b.fail(lineno, problem)
+            first = name not in self.b.hosts  # as in YAML: the port counts only there
+            host = self.b.hosts.setdefault(name, _HostDef(name, lineno))
+            if port is not None and first:
+                host.vars.values["ansible_port"] = port
+                host.vars.origins["ansible_port"] = (self.b.shown, lineno)
+            host.vars.update(parsed)
+            if name not in grp.hosts:
+                grp.hosts.append(name)
+
+
+def _first_line(text: str) -> str | None:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(_INI_COMMENT):
+            return line
+    return None
+
+
+def _yamlish(line: str) -> bool:
+    """Does a line look like YAML ("key:", "---", "- item") rather than an INI host line?"""
+    return (
+        line.startswith(("---", "- ", "%", "{"))
+        or re.match(r"^[^\s=]+:(\s|$)", line) is not None
+        or re.match(r"^(['\"]).*\1:(\s|$)", line) is not None
+    )
+
+
+def _detect(text: str, shown: str) -> tuple[str, Any]:
+    """("yaml", data), ("ini", None) or ("plugin", data) for an inventory file's text."""
+    first = _first_line(text)
+    if first is None:
+        return "yaml", None
+    if _INI_SECTION.match(first):
+        return "ini", None
+    try:
+        data = _parse_yaml(text, shown)
+    except InventoryError:
+        if _yamlish(first):
+            raise
+        return "ini", None
+    if isinstance(data, _Map) and "plugin" in data:
+        return "plugin", data
+    if data is None or isinstance(data, (_Map, _Seq)):
+        return "yaml", data
+    return "ini", None  # a scalar: bare host lines, which YAML reads as one string
+
+
+# --- dynamic inventories --------------------------------------------------------------------------
+
+DYNAMIC_TIMEOUT = 300.0  # seconds; cloud inventories can be slow, but not forever
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def ansible_inventory_command() -> str | None:
+    """Path of `ansible-inventory`: on PATH, or beside the running Python (a virtualenv)."""
+    found = shutil.which("ansible-inventory")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "ansible-inventory"
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def ansible_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment Ansible's commands run in: no colours, and a UTF-8 locale (Ansible refuses
+    to start under a plain C locale, which is what cron jobs and CI often have)."""
+    env = dict(os.environ if base is None else base)
+    env.update(ANSIBLE_NOCOLOR="True", ANSIBLE_FORCE_COLOR="False")
+    effective = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or ""
+    if effective and not re.search(r"utf-?8", effective, re.IGNORECASE):
+        env["LC_ALL"] = "C.UTF-8"
+    return env
+
+
+def _is_script(path: Path) -> bool:
+    """An executable file with a #! line: Ansible runs it as an inventory script."""
+    try:
+        if not path.is_file() or not os.access(path, os.X_OK):
+            return False
+        with path.open("rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+_STATIC_PLUGINS = frozenset({"yaml", "ini", "toml", "host_list", "advanced_host_list"})
+
+
+def _ansible_failure(stderr: str, script: bool, limit: int = 300) -> str:
+    """The one line of ansible-inventory's complaints that says what went wrong with the source:
+    the script plugin's for a script, the plugin's own for a plugin configuration."""
+    text = _ANSI.sub("", stderr)
+    reason = None
+    for match in re.finditer(r"Failed to parse inventory with '([^']+)' plugin: (.*)", text):
+        plugin = match[1].rsplit(".", 1)[-1]
+        if (plugin == "script") if script else (plugin not in _STATIC_PLUGINS):
+            reason = match[2]
+            break
+    if reason is not None and "Standard error from inventory script:" in text:
+        said = text.split("Standard error from inventory script:", 1)[1].strip().splitlines()
+        if said and said[0].strip():
+            reason += f" (it said: {said[0].strip()})"
+    if reason is None:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "ERROR" in ln]
+        reason = errors[-1] if errors else (lines[-1] if lines else "no message")
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+def _run_ansible_inventory(path: Path, shown: str, what: str, script: bool) -> tuple[Any, list[str]]:
+    exe = ansible_inventory_command()
+    if exe is None:
+        raise InventoryError(
+            f"{shown}: {what}, which only Ansible can read, and ansible-inventory is not installed "
+            "(pip install ansible-core)"
+        )
+    env = ansible_env()
+    env.update(ANSIBLE_INVENTORY_UNPARSED_FAILED="True")
+    if script:
+        # Only the script plugin: otherwise Ansible also tries to read the script as INI and
+        # buries the script's own error under that one.
+        env.update(ANSIBLE_INVENTORY_ENABLED="script")
+    try:
+        r = subprocess.run(
+            [exe, "-i", str(path), "--list"], capture_output=True, text=True, env=env,
+            stdin=subprocess.DEVNULL, timeout=DYNAMIC_TIMEOUT, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InventoryError(
+            f"{shown}: ansible-inventory did not answer within {DYNAMIC_TIMEOUT:g} s"
+        ) from None
+    except OSError as e:
+        raise InventoryError(f"{shown}: cannot run {exe}: {e.strerror or e}") from None
+    if r.returncode != 0:
+        raise InventoryError(
+            f"{shown}: ansible-inventory failed (exit {r.returncode}): "
+            f"{_ansible_failure(r.stderr, script)}"
+        )
+    try:
+        data = json.loads(r.stdout)
+    except json.JSONDecodeError as e:
+        raise InventoryError(f"{shown}: ansible-inventory printed no valid JSON ({e})") from None
+    notes = [
+        f"{shown}: ansible-inventory: {' '.join(ln.split())}"
+        for ln in _ANSI.sub("", r.stderr).splitlines() if "WARNING" in ln
+    ]
+    return data, notes
+
+
+def _parse_listing(builder: _Builder, data: Any) -> None:
+    """Fill `builder` from `ansible-inventory --list` JSON (hostvars are already merged)."""
+    shown = builder.shown
+
+    def bad(what: str) -> InventoryError:
+        return InventoryError(f"{shown}: unexpected answer from ansible-inventory: {what}")
+
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    meta = data.get("_meta") or {}
+    hostvars = (meta.get("hostvars") or {}) if isinstance(meta, dict) else None
+    if not isinstance(hostvars, dict):
+        raise bad("_meta.hostvars is not an object")
+    builder.group("all", 0)
+    order: list[tuple[str, str]] = []  # (group, host) in the order Ansible lists them
+    seen: set[str] = set()
+
+    def walk(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        body = data.get(name) or {}
+        if not isinstance(body, dict):
+            raise bad(f"group {name!r} is not an object")
+        group = builder.group(name, 0)
+        vars_ = body.get("vars") or {}
+        hosts = body.get("hosts") or []
+        children = body.get("children") or []
+        if not isinstance(vars_, dict) or not isinstance(hosts, list) or not isinstance(
+            children, list
+        ):
+            raise bad(f"group {name!r} has vars, hosts or children of the wrong type")
+        for key, value in vars_.items():
+            group.vars.values[str(key)] = value
+            group.vars.origins[str(key)] = (shown, 0)
+        for host in hosts:
+            if not isinstance(host, str):
+                raise bad(f"group {name!r} lists a host that is not a name")
+            order.append((name, host))
+        for child in children:
+            if not isinstance(child, str):
+                raise bad(f"group {name!r} has a child that is not a name")
+            builder.group(child, 0)
+            builder.link(name, child, 0)
+            walk(child)
+
+    walk("all")
+    for name in data:
+        if name not in ("_meta", "all") and name not in seen:
+            builder.group(name, 0)
+            builder.link("all", name, 0)
+            walk(name)
+    # Hosts in groups in the order listed, then any host only _meta knows (finish() puts those
+    # in ungrouped).
+    names = [name for _, name in order] + list(hostvars)
+    for name in names:
+        if name in builder.hosts:
+            continue
+        problem = check_host_name(name)
+        if problem is not None:
+            raise InventoryError(f"{shown}: {problem}")
+        own = hostvars.get(name) or {}
+        if not isinstance(own, dict):
+            raise bad(f"the variables of host {name!r} are not an object")
+        host = builder.hosts[name] = _HostDef(name, 0)
+        for key, value in own.items():
+            host.vars.values[str(key)] = value
+            host.vars.origins[str(key)] = (shown, 0)
+    for group_name, name in order:
+        group = builder.groups[group_name]
+        if name not in group.hosts:
+            group.hosts.append(name)
 
 
 # --- the inventory --------------------------------------------------------------------------------
@@ -610,7 +1008,8 @@ class _HostVars:
 
     def fail(self, key: str, message: str) -> InventoryError:
         file, line = self.merged.origins.get(key, (self.shown, self.line))
-        return InventoryError(f"{file}:{line}: host {self.name!r}: {key} {message}")
+        where = f"{file}:{line}" if line else file
+        return InventoryError(f"{where}: host {self.name!r}: {key} {message}")
 
     def render(self, key: str, value: Any, depth: int = 0) -> Any:
         """Resolve plain `{{ var }}` references; anything richer needs Ansible itself."""
@@ -719,22 +1118,53 @@ def _make_host(
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    """Read an Ansible YAML inventory (plus group_vars/ and host_vars/ beside it)."""
+    """Read an Ansible inventory: YAML or INI (plus group_vars/ and host_vars/ beside it), or a
+    dynamic source (script or plugin configuration) through `ansible-inventory --list`."""
     shown = str(path)
     path = Path(path)
+    if _is_script(path):
+        return _load_dynamic(path, shown, "an inventory script", script=True)
     text = _read_text(path, shown)
     if _is_vault(text):
         raise InventoryError(f"{shown}: encrypted with ansible-vault, which fleetrst cannot open")
     builder = _Builder(shown)
-    builder.parse(_parse_yaml(text, shown))
+    kind, data = _detect(text, shown)
+    if kind == "plugin":
+        plugin = data["plugin"]
+        return _load_dynamic(
+            path, shown, f"an inventory plugin configuration ({plugin})", script=False
+        )
+    if kind == "yaml":
+        builder.parse(data)
+    else:
+        _IniParser(builder).parse(text)
     if not builder.hosts:
         raise InventoryError(f"{shown}: no hosts in the inventory")
     builder.finish()
-    base = path.parent
+    return _build_inventory(builder, path.parent, load_files=True)
+
+
+def _load_dynamic(path: Path, shown: str, what: str, script: bool) -> Inventory:
+    data, notes = _run_ansible_inventory(path, shown, what, script)
+    builder = _Builder(shown)
+    _parse_listing(builder, data)
+    if not builder.hosts:
+        raise InventoryError(f"{shown}: no hosts in the inventory (as ansible-inventory lists it)")
+    builder.finish()
+    inventory = _build_inventory(builder, path.parent, load_files=False)
+    return Inventory(inventory.path, inventory.hosts, inventory.groups,
+                     tuple(notes) + inventory.warnings)
+
+
+def _build_inventory(builder: _Builder, base: Path, load_files: bool) -> Inventory:
+    """Host records from a finished builder; `load_files`: read group_vars/ and host_vars/
+    beside the inventory (Ansible has already merged them into a dynamic listing)."""
+    shown = builder.shown
     depth = _depths(builder)
-    warnings: list[str] = []
+    notes: list[str] = []
     group_files = {
-        name: _load_var_files(base, "group_vars", name, warnings) for name in builder.groups
+        name: _load_var_files(base, "group_vars", name, notes) if load_files else _Vars()
+        for name in builder.groups
     }
 
     parents_of: dict[str, set[str]] = {}
@@ -753,7 +1183,7 @@ def load_inventory(path: str | Path) -> Inventory:
     hosts = [
         _make_host(
             builder, host, [builder.groups[g] for g in member_of[name]], base, depth, group_files,
-            _load_var_files(base, "host_vars", name, warnings),
+            _load_var_files(base, "host_vars", name, notes) if load_files else _Vars(),
         )
         for name, host in builder.hosts.items()
     ]
@@ -761,4 +1191,4 @@ def load_inventory(path: str | Path) -> Inventory:
     for name, names in member_of.items():
         for group_name in names:
             groups[group_name].add(name)
-    return Inventory(shown, hosts, groups, tuple(warnings))
+    return Inventory(shown, hosts, groups, tuple(notes))

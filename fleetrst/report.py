@@ -25,6 +25,8 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup, escape
 
+from .baseline import fleet_view, host_view
+
 SEVERITIES = ("ok", "info", "warning", "critical", "failed")
 FINDING_SEVERITIES = ("info", "warning", "critical")
 
@@ -582,6 +584,7 @@ def _host_context(run: Mapping[str, Any], host: Mapping[str, Any]) -> dict[str, 
         "pcaps": _pcap_views(host.get("pcaps")),
         "warnings": _list(host.get("warnings")),
         "index_href": _index_href(host.get("report")),
+        "baseline": host_view(host),
     }
 
 
@@ -642,6 +645,7 @@ def _index_context(summary: Mapping[str, Any]) -> dict[str, Any]:
         "fleet_class": severity_class(fleet_severity),
         "links": links,
         "matrix": link_matrix(links),
+        "baseline": fleet_view(summary.get("baseline"), hrefs),
     }
 
 
@@ -661,7 +665,7 @@ def _template_root() -> _TemplateDir:
         return Path(__file__).resolve().parent.parent / "report_templates"
 
 
-_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+_NAME = re.compile(r"^_?[a-z][a-z0-9_.-]*$")  # _name: a partial that pages include
 
 
 def _read(name: str) -> str:
@@ -744,10 +748,11 @@ def _findings_text(findings: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def junit_xml(summary: Mapping[str, Any], fail_on: str = "warning") -> str:
+def junit_xml(summary: Mapping[str, Any], fail_on: str = "warning", regression: bool = False) -> str:
     """JUnit XML: one testcase per host; a failure at a finding >= fail_on, an error if it failed.
 
     fail_on is info, warning or critical, or "never" to report findings without failing.
+    With regression, only findings new since the baseline (``baseline: new``) can fail a host.
     """
     if fail_on == "never":
         threshold = math.inf
@@ -775,14 +780,22 @@ def junit_xml(summary: Mapping[str, Any], fail_on: str = "warning") -> str:
             error = ET.SubElement(case, "error", message=message, type="HostError")
             error.text = message
         else:
-            failing = [f for f in findings if severity_rank(f.get("severity")) >= threshold]
+            failing = [
+                f
+                for f in findings
+                if severity_rank(f.get("severity")) >= threshold
+                and (not regression or f.get("baseline") == "new")
+            ]
             if failing:
                 failures += 1
                 worst = max(failing, key=lambda f: severity_rank(f.get("severity")))
                 failure = ET.SubElement(
                     case,
                     "failure",
-                    message=xml_text(worst.get("summary") or worst.get("kind")),
+                    message=xml_text(
+                        ("new since the baseline: " if regression else "")
+                        + str(worst.get("summary") or worst.get("kind"))
+                    ),
                     type=xml_text(worst.get("severity")),
                 )
                 failure.text = xml_text(_findings_text(failing))
@@ -811,7 +824,9 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
-def write_reports(run_dir: Path, summary: Mapping[str, Any], fail_on: str = "warning") -> None:
+def write_reports(
+    run_dir: Path, summary: Mapping[str, Any], fail_on: str = "warning", regression: bool = False
+) -> None:
     """Write summary.json, each host's report.html, index.html and junit.xml into run_dir.
 
     A host whose report path is missing, absolute or climbs out of run_dir gets no page.
@@ -833,4 +848,4 @@ def write_reports(run_dir: Path, summary: Mapping[str, Any], fail_on: str = "war
         target.parent.mkdir(parents=True, exist_ok=True)
         _write(target, render_host(run, host))
     _write(run_dir / "index.html", render_index(summary))
-    _write(run_dir / "junit.xml", junit_xml(summary, fail_on))
+    _write(run_dir / "junit.xml", junit_xml(summary, fail_on, regression))

@@ -4,14 +4,17 @@
 # Needs only a POSIX sh, coreutils, iproute2 and tcpdump. No Python on the host.
 #
 #   capture.sh preflight DIR
-#   capture.sh run DIR START DURATION CAP_BLOCKS COLLECT_TIMEOUT TRACE -- IFNAME TAG [IFNAME TAG ...]
+#   capture.sh run DIR START DURATION CAP_BLOCKS COLLECT_TIMEOUT TRACE [lease=FILE] -- IFNAME TAG [IFNAME TAG ...]
 #   capture.sh sweep BASE OWNER_TAG CURRENT_DIR
 #
 # DIR is the private per-run directory the orchestrator created (0700). In `run` mode
 # stdin is a lease held open by the orchestrator: when it reaches EOF (collection done,
 # orchestrator killed or connection lost) everything this script started is stopped
-# and DIR is removed. Every capture is also bounded by `timeout` and a file-size limit,
-# so nothing outlives the window by more than a few seconds even if this shell dies.
+# and DIR is removed. With lease=FILE the lease is that file instead (for orchestrators
+# such as Ansible that cannot hold a channel open across tasks): it must exist at the
+# start, and removing it ends the lease. Every capture is also bounded by `timeout` and
+# a file-size limit, so nothing outlives the window by more than a few seconds even if
+# this shell dies.
 
 set -u
 umask 077
@@ -213,20 +216,38 @@ on_lease_end() {
 run() {
     DIR=$1 start=$2 duration=$3 cap_blocks=$4 collect_timeout=$5 trace=$6
     shift 6
+    lease_file=
+    case ${1:-} in
+        lease=?*) lease_file=${1#lease=}; shift ;;
+    esac
     [ "${1:-}" = "--" ] && shift
     [ -d "$DIR" ] || { say "error=run directory $DIR is missing"; exit 2; }
+    if [ -n "$lease_file" ] && [ ! -e "$lease_file" ]; then
+        say "error=lease file $lease_file is missing"
+        exit 2
+    fi
     CAPTURE_PIDS=
     TRACE_INSTANCE=
     TRACE_MOUNTED=
     NAP_PID=
     TIMER_PID=
-    # The lease: stdin stays open while the orchestrator wants us. Background jobs get
-    # /dev/null as stdin unless told otherwise, hence the explicit fd 3.
-    exec 3<&0
     me=$$
-    ( cat <&3 >/dev/null 2>&1; kill -USR1 "$me" 2>/dev/null ) &
-    WATCH_PID=$!
-    exec 0</dev/null 3<&-
+    if [ -n "$lease_file" ]; then
+        # The lease is a file: it ends when the orchestrator removes it.
+        (
+            while [ -e "$lease_file" ]; do sleep 0.5; done
+            kill -USR1 "$me" 2>/dev/null
+        ) </dev/null >/dev/null 2>&1 &
+        WATCH_PID=$!
+        exec 0</dev/null
+    else
+        # The lease: stdin stays open while the orchestrator wants us. Background jobs get
+        # /dev/null as stdin unless told otherwise, hence the explicit fd 3.
+        exec 3<&0
+        ( cat <&3 >/dev/null 2>&1; kill -USR1 "$me" 2>/dev/null ) &
+        WATCH_PID=$!
+        exec 0</dev/null 3<&-
+    fi
     trap on_lease_end USR1 HUP TERM INT
 
     # Tell the orchestrator we are alive, then wait for the capture to be armed.
@@ -235,7 +256,9 @@ run() {
 
     ip -o link show >"$DIR/ip-link.txt" 2>/dev/null
     ip -o addr show >"$DIR/ip-addr.txt" 2>/dev/null
-    tdur=$((LEAD + duration + TAIL))
+    # Whole seconds for timeout(1), rounded up: the window may be fractional.
+    tdur=$(awk -v d="$duration" -v l="$LEAD" -v t="$TAIL" \
+        'BEGIN { x = l + d + t; printf "%d\n", (x == int(x)) ? x : int(x) + 1 }')
     while [ "$#" -ge 2 ]; do
         ifname=$1 tag=$2
         shift 2

@@ -1,0 +1,279 @@
+"""Filters for playbooks/capture.yml: read what fleetrst's host script prints, and name and record
+things exactly as `fleetrst scan` does, so that `fleetrst analyze` reads the result the same way.
+
+Plain Python on purpose: the Ansible controller needs nothing but ansible-core, not fleetrst.
+The parsing mirrors fleetrst/collect.py (parse_kv, host_dir_names, host_token, the interface
+choice) and fleetrst/facts.py (parse_ip_link); tests/test_ansible_e2e.py checks they agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from typing import Any
+
+_LINK = re.compile(r"^(\d+):\s+(\S+?):\s+<([^>]*)>")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_TAG = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
+_RESERVED = ("index.html", "summary.json", "junit.xml", "run.json")
+NEEDED_TOOLS = ("timeout", "ip", "ss", "awk", "sha256sum")
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def fleetrst_token(name: str, address: Any, port: Any) -> str:
+    """The per-host tag in remote directory names (collect.host_token), so that `fleetrst scan`
+    and this playbook each find and sweep the other's leftovers."""
+    return hashlib.sha256(f"{name}|{address}|{int(port)}".encode()).hexdigest()[:10]
+
+
+def fleetrst_dir_names(hosts: list[str]) -> dict[str, str]:
+    """A safe, unique folder name per host, as collect.host_dir_names gives them."""
+    used: set[str] = {"", ".", ".."}
+    names: dict[str, str] = {}
+    for host in hosts:
+        base = _SAFE.sub("_", host)[:80].lstrip(".") or "host"
+        name, n = base, 2
+        while name in used or name.lower() in _RESERVED:
+            name = f"{base}-{n}"
+            n += 1
+        used.add(name)
+        names[host] = name
+    return names
+
+
+def fleetrst_iso(ts: Any) -> str | None:
+    """ISO-8601 UTC with milliseconds, as run.json has it; None stays None."""
+    if ts is None or ts == "":
+        return None
+    when = dt.datetime.fromtimestamp(float(ts), dt.timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _links(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        match = _LINK.match(line.strip())
+        if match is None:
+            continue
+        name = match[2]
+        name = name.rsplit("@", 1)[0] if "@" in name[1:] else name
+        out.append({"index": int(match[1]), "name": name,
+                    "up": "UP" in [f for f in match[3].split(",") if f]})
+    return sorted(out, key=lambda i: i["index"])
+
+
+def _wanted(interfaces: Any) -> list[str] | None:
+    if interfaces is None:
+        return None
+    if isinstance(interfaces, str):
+        if interfaces.strip() in ("", "all"):
+            return None
+        return [i.strip() for i in interfaces.split(",") if i.strip()]
+    return [str(i) for i in interfaces] or None
+
+
+def fleetrst_preflight(stdout: str, interfaces: Any = "all", refused: Any = None) -> dict[str, Any]:
+    """What `capture.sh preflight` said, turned into the host's facts, status and captures.
+
+    `refused`: why sudo refused, when preflight had to run again without it (counters only).
+    """
+    kv: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith("--- "):
+            current = sections.setdefault(line[4:].strip(), [])
+        elif current is not None:
+            current.append(line)
+        elif "=" in line:
+            key, _, value = line.partition("=")
+            kv[key.strip()] = value.strip()
+    text = {k: "\n".join(v) + "\n" for k, v in sections.items()}
+    tools = {k[5:]: v or None for k, v in kv.items() if k.startswith("tool.")}
+    free = kv.get("free_kb", "")
+    facts = {
+        "hostname": kv.get("hostname"),
+        "kernel": kv.get("kernel"),
+        "uid": kv.get("uid"),
+        "tools": tools,
+        "tcpdump": kv.get("tcpdump_version"),
+        "free_kb": int(free) if free.isdigit() else None,
+        "tracefs": kv.get("tracefs") or None,
+        "tcp_send_reset": kv.get("tcp_send_reset") or None,
+        # Ansible cannot time a round trip: the host clocks are taken as NTP-synced.
+        "clock_offset_s": None,
+        "rtt_s": None,
+    }
+    status, error, notes = "ok", None, []
+    if refused:
+        reason = _one_line(refused)
+        status, error = "partial", f"sudo refused: {reason}"
+        notes.append(f"sudo refused ({reason}): counters only, no captures")
+    uid = kv.get("uid")
+    if not tools.get("tcpdump") and status == "ok":
+        status, error = "partial", "tcpdump not found on the host: counters only"
+    elif uid != "0" and status == "ok":
+        status, error = "partial", (
+            f"not root on the host (uid {uid}) and no become: counters only, no captures")
+    wanted = _wanted(interfaces)
+    links = _links(text.get("ip -o link", ""))
+    captures = []
+    for iface in links:
+        if status == "partial":
+            break
+        if wanted and iface["name"] not in wanted:
+            continue
+        if not iface["up"]:
+            notes.append(f"interface {iface['name']} is down: not captured")
+            continue
+        tag = iface["name"] if _TAG.fullmatch(iface["name"]) else f"if{iface['index']}"
+        captures.append({"interface": iface["name"], "index": iface["index"], "tag": tag})
+    if wanted:
+        known = {i["name"] for i in links}
+        notes += [f"interface {n} does not exist on this host" for n in wanted if n not in known]
+    return {
+        "ran": kv.get("fleetrst_remote") == "1",
+        "missing": [t for t in NEEDED_TOOLS if not tools.get(t)],
+        "facts": facts,
+        "ip_link": text.get("ip -o link", ""),
+        "ip_addr": text.get("ip -o addr", ""),
+        "status": status,
+        "error": error,
+        "notes": notes,
+        "captures": captures,
+        "trace": uid == "0",
+    }
+
+
+def fleetrst_capture_args(captures: list[dict[str, Any]]) -> list[str]:
+    """IFNAME TAG pairs for `capture.sh run ... --`."""
+    return [str(x) for c in captures for x in (c["interface"], c["tag"])]
+
+
+def fleetrst_status(text: str) -> dict[str, Any]:
+    """What `capture.sh run` printed: the host's window instants and the files to fetch."""
+    window: dict[str, float] = {}
+    files: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for line in text.splitlines():
+        key, _, rest = line.partition(" ")
+        if key in ("started", "ended", "done"):
+            try:
+                window[key] = float(rest.partition("=")[2] or 0)
+            except ValueError:
+                errors.append(f"unreadable line from the host: {line[:80]!r}")
+        elif key == "file":
+            size, sha, name = rest.split(" ", 2)
+            # Never the script itself, never anything outside the folder.
+            if name != "capture.sh" and "/" not in name and not name.startswith("."):
+                files.append({"name": name, "size": int(size), "sha256": sha})
+        elif line.startswith("error="):
+            errors.append(line[6:])
+    return {"window_host": window, "files": files, "done": "done" in window,
+            "error": _one_line("; ".join(errors)) if errors else None}
+
+
+def fleetrst_verify(files: list[dict[str, Any]], directory: str) -> dict[str, Any]:
+    """Size and sha256 of each fetched file against what the host reported (on the controller)."""
+    good: dict[str, dict[str, Any]] = {}
+    damaged: list[str] = []
+    for f in files:
+        path = os.path.join(directory, f["name"])
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            size = os.path.getsize(path)
+        except OSError as e:
+            damaged.append(f"{f['name']} was not fetched ({e.strerror or e})")
+            continue
+        if size != f["size"] or digest.hexdigest() != f["sha256"]:
+            damaged.append(f"{f['name']} arrived damaged ({size} of {f['size']} bytes, "
+                           "sha256 mismatch)")
+            continue
+        good[f["name"]] = {"size": f["size"], "sha256": f["sha256"]}
+    return {"files": good, "damaged": damaged}
+
+
+def fleetrst_host_record(state: Any, name: str, address: Any, port: Any, user: Any,
+                         connection: Any, directory: str, window_start: Any = None) -> dict[str, Any]:
+    """host.json for one host, as collect.py writes it, from what the play recorded; the fetched
+    files are checked here, on the controller, against the sizes and sha256 the host reported."""
+    if not state:
+        state = {"status": "failed",
+                 "error": "the host left the play before it was recorded (unreachable mid-run?)"}
+    try:
+        port_number: int | None = int(port)
+    except (TypeError, ValueError):
+        port_number = None
+    record: dict[str, Any] = {
+        "name": name,
+        "address": str(address),
+        "port": port_number,
+        "user": user or None,
+        "connection": "local" if connection == "local" else "ssh",
+        "status": state.get("status") or "failed",
+        "error": state.get("error") or None,
+        "notes": list(state.get("notes") or []),
+        "facts": dict(state.get("facts") or {}),
+        "become": bool(state.get("become")),
+        "window_host": dict(state.get("window_host") or {}),
+        "captures": list(state.get("captures") or []),
+        "files": {},
+        "cleanup": state.get("cleanup") or "not started",
+        "collector": "ansible",
+    }
+    fetched = state.get("fetched") or []
+    if fetched:
+        checked = fleetrst_verify(fetched, directory)
+        record["files"] = checked["files"]
+        if checked["damaged"]:
+            record["status"], record["error"] = "failed", checked["damaged"][0]
+    started = record["window_host"].get("started")
+    if started is not None and window_start not in (None, ""):
+        late = float(started) - float(window_start)
+        if late > 1.0:
+            record["notes"].append(
+                f"the host started the window {late:.1f} s late: the playbook needed more time "
+                "than fleetrst_arm_margin to start every host")
+    return record
+
+
+def fleetrst_run_hosts(dirs: dict[str, str], hosts: list[str]) -> list[dict[str, str]]:
+    """run.json's "hosts": every host of the play and its folder, in inventory order."""
+    return [{"name": h, "directory": dirs[h]} for h in hosts]
+
+
+def fleetrst_version(script: str) -> str:
+    """The version of the fleetrst whose capture.sh the play runs."""
+    init = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(script))), "__init__.py")
+    try:
+        with open(init, encoding="utf-8") as fh:
+            match = re.search(r'^__version__ = "([^"]+)"', fh.read(), re.MULTILINE)
+    except OSError:
+        match = None
+    return match[1] if match else "unknown"
+
+
+class FilterModule:
+    """fleetrst's filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "fleetrst_token": fleetrst_token,
+            "fleetrst_dir_names": fleetrst_dir_names,
+            "fleetrst_iso": fleetrst_iso,
+            "fleetrst_preflight": fleetrst_preflight,
+            "fleetrst_capture_args": fleetrst_capture_args,
+            "fleetrst_status": fleetrst_status,
+            "fleetrst_verify": fleetrst_verify,
+            "fleetrst_host_record": fleetrst_host_record,
+            "fleetrst_run_hosts": fleetrst_run_hosts,
+            "fleetrst_version": fleetrst_version,
+        }
