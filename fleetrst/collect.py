@@ -194,18 +194,25 @@ class Scan:
         opts = self.options
         hr.transport = t = connect(hr.host, opts.known_hosts, opts.accept_new_host_keys, self.jumps)
         self.progress("connected", {"host": hr})
-        # Clock offset as NTP does it: the host's clock read between two local timestamps.
+        # Clock offset as NTP does it: the host's clock read between two local timestamps,
+        # over a channel that is already open so that session setup does not skew it.
+        ping = t.start("while read -r _; do date +%s.%N; done")
         best: tuple[float, float] | None = None
-        for _ in range(3):
-            t0 = time.time()
-            r = t.run("date +%s.%N", timeout=15)
-            t1 = time.time()
-            try:
-                remote = float(r.stdout.strip())
-            except ValueError as e:
-                raise HostError(f"cannot read the host clock: {r.stdout.strip()[:80]!r}") from e
-            if best is None or t1 - t0 < best[0]:
-                best = (t1 - t0, remote - (t0 + t1) / 2)
+        try:
+            for _ in range(5):
+                t0 = time.time()
+                ping.send(b"\n")
+                line = ping.readline(timeout=15)
+                t1 = time.time()
+                try:
+                    remote = float((line or "").strip())
+                except ValueError as e:
+                    raise HostError(f"cannot read the host clock: {(line or '').strip()[:80]!r}") from e
+                if best is None or t1 - t0 < best[0]:
+                    best = (t1 - t0, remote - (t0 + t1) / 2)
+        finally:
+            ping.close_stdin()
+            ping.wait(timeout=5)
         assert best is not None
         hr.rtt, hr.offset = best
         hr.remote_dir = f"{opts.remote_tmp.rstrip('/')}/fleetrst-{self.run_id}-{hr.token}"

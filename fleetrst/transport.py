@@ -39,6 +39,9 @@ class Stream(Protocol):
     def readline(self, timeout: float) -> str | None:
         """Next line of stdout without the newline; None at EOF; raises TimeoutError."""
 
+    def send(self, data: bytes) -> None:
+        """Write to the command's stdin."""
+
     def close_stdin(self) -> None:
         """End the lease: the host side cleans up and exits."""
 
@@ -137,6 +140,12 @@ class SSHStream:
     def _drain_stderr(self) -> None:
         while self.channel.recv_stderr_ready():
             self._err += self.channel.recv_stderr(65536)
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise HostError(f"connection lost: {e}") from e
 
     def close_stdin(self) -> None:
         try:
@@ -477,6 +486,14 @@ class LocalStream:
             if not self._cond.wait_for(lambda: self._lines or self._eof, timeout):
                 raise TimeoutError("no output from the host side in time")
             return self._lines.pop(0) if self._lines else None
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except OSError as e:
+            raise HostError(f"local command ended: {e}") from e
 
     def close_stdin(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:

@@ -214,6 +214,14 @@ on_lease_end() {
 }
 
 run() {
+    # tracefs not mounted: mount it in a private mount namespace of this run, so that nothing
+    # is left mounted and concurrent runs on the same host cannot unmount it under each other.
+    if [ "${6:-0}" = 1 ] && [ -z "${FLEETRST_PRIVATE_MNT:-}" ] && ! tracefs_root >/dev/null &&
+        command -v unshare >/dev/null 2>&1 && unshare -m true 2>/dev/null; then
+        FLEETRST_PRIVATE_MNT=1
+        export FLEETRST_PRIVATE_MNT
+        exec unshare -m --propagation private sh "$0" run "$@"
+    fi
     DIR=$1 start=$2 duration=$3 cap_blocks=$4 collect_timeout=$5 trace=$6
     shift 6
     lease_file=
@@ -249,6 +257,8 @@ run() {
         exec 0</dev/null 3<&-
     fi
     trap on_lease_end USR1 HUP TERM INT
+    # Who owns this directory: a later run's sweep leaves it alone while we live.
+    say "$$" >"$DIR/owner.pid"
 
     # Tell the orchestrator we are alive, then wait for the capture to be armed.
     say "armed pid=$$ time=$(now)"
@@ -328,6 +338,13 @@ sweep() {
         [ "$d" = "$current" ] && continue
         [ -O "$d" ] || continue
         alive=
+        if [ -r "$d/owner.pid" ]; then
+            read -r owner <"$d/owner.pid" || owner=
+            [ -n "$owner" ] && [ -d "/proc/$owner" ] && alive=1
+        elif [ -n "$(find "$d" -maxdepth 0 -mmin -30 2>/dev/null)" ]; then
+            # Not armed yet: most likely another run starting right now.
+            alive=1
+        fi
         if [ -r "$d/captures.txt" ]; then
             while IFS="$(printf '\t')" read -r _ pid _; do
                 # /proc, not kill -0: the captures may belong to root and we may not.
