@@ -15,7 +15,8 @@ if [ "${1:-}" = "--test" ]; then
     extra="[test]"
     # The browser test opens the reports in Debian's Chromium, driven by Playwright's Python
     # package pointed at /usr/bin/chromium (no browser download), with a font to draw them.
-    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    # sudo: the restricted-user tests; shellcheck: the host script's lint test.
+    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core sudo shellcheck >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

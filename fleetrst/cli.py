@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from . import __version__
 from .analysis import analyze_run, severity_rank
 from .baseline import BaselineError, apply_baseline, describe, load_summary, regressions
-from .collect import Scan, ScanOptions
+from .collect import DEFAULT_HOST_SCRIPT, Scan, ScanOptions
 from .errors import FleetrstError, InventoryError
 from .inventory import load_inventory
 from .report import host_verdict, write_reports
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("scan", help="capture resets on every host of an inventory and report")
-    s.add_argument("inventory", help="Ansible inventory (YAML)")
+    s.add_argument("inventory", help="Ansible inventory: YAML, INI, or a dynamic source (script, plugin config)")
     s.add_argument("-l", "--limit", help="Ansible-style host pattern (web:&dc1:!web03)")
     s.add_argument("--duration", type=float, default=30.0, metavar="SECONDS", help="capture window (default 30)")
     s.add_argument("-o", "--out", type=Path, metavar="DIR", help="run directory (default ./fleetrst-runs/RUN_ID)")
@@ -284,7 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accept-new-host-keys", action="store_true",
                    help="accept and record keys of hosts not yet in known_hosts (changed keys are still refused)")
     s.add_argument("--cap-mb", type=int, default=64, metavar="MB", help="size cap per capture file (default 64)")
-    s.add_argument("--remote-tmp", default="/tmp", metavar="DIR", help="where the host side works (default /tmp)")
+    s.add_argument("--remote-tmp", default="/tmp", choices=("/tmp", "/var/tmp"),
+                   help="where the host side works (default /tmp)")
+    s.add_argument("--host-script", default=DEFAULT_HOST_SCRIPT, metavar="PATH",
+                   help="root-owned copy of the host script that sudoers allows (default %(default)s; "
+                        "used when present and identical to `fleetrst host-script`)")
+    s.add_argument("-K", "--ask-become-pass", action="store_true", help="ask once for the sudo password")
+    s.add_argument("--become-password-file", type=Path, metavar="FILE",
+                   help="read the sudo password from the first line of FILE")
     s.add_argument("--no-trace", action="store_true", help="do not use tracefs for kernel reset reasons")
     s.add_argument("--fail-on", choices=("info", "warning", "critical"), default="warning",
                    help="exit 1 when a finding reaches this severity (default warning)")
@@ -292,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="only errors and the final table")
     s.add_argument("-v", "--verbose", action="count", default=0, help="more progress detail")
     s.set_defaults(func=cmd_scan)
+
+    hs = sub.add_parser("host-script", help="print the host-side script (to install it for restricted sudo users)")
+    hs.set_defaults(func=cmd_host_script)
 
     a = sub.add_parser("analyze", help="analyze a run directory again and render its reports")
     a.add_argument("run_dir", type=Path)
@@ -388,6 +398,28 @@ def _finish(run_dir: Path, fail_on: str, console: Console, quiet: bool,
     return _exit_for(summary, fail_on, regression)
 
 
+def _become_password(args: argparse.Namespace) -> str | None:
+    """The sudo password, asked once or read from a file; it only ever travels on stdin."""
+    if args.become_password_file:
+        try:
+            return args.become_password_file.read_text().splitlines()[0]
+        except (OSError, IndexError) as e:
+            raise InventoryError(f"cannot read a password from {args.become_password_file}") from e
+    if args.ask_become_pass:
+        import getpass
+
+        return getpass.getpass("BECOME password: ")
+    return None
+
+
+def cmd_host_script(args: argparse.Namespace) -> int:
+    """Print the host script, for installing it root-owned where sudoers allows it."""
+    from importlib import resources
+
+    sys.stdout.write(resources.files("fleetrst.remote").joinpath("capture.sh").read_text())
+    return 0
+
+
 def cmd_scan(args: argparse.Namespace, console: Console) -> ExitStatus:
     inv = load_inventory(Path(args.inventory))
     hosts = inv.select(args.limit)
@@ -399,6 +431,7 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> ExitStatus:
         interfaces=_interfaces(args.interfaces), known_hosts=args.known_hosts.expanduser(),
         accept_new_host_keys=args.accept_new_host_keys, cap_mb=max(1, args.cap_mb),
         remote_tmp=args.remote_tmp, trace=not args.no_trace, inventory=str(args.inventory), limit=args.limit,
+        host_script=args.host_script, become_password=_become_password(args),
     )
     scan = Scan(hosts, opts, progress=console.progress)
     console.info(f"fleetrst {__version__}: run {scan.run_id}, {len(hosts)} host(s), {opts.duration:g} s window")

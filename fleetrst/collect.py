@@ -26,6 +26,7 @@ LEAD = 1.0  # the host side starts tcpdump this long before the window (capture.
 TAIL = 1.0  # and stops it this long after
 ARM_MARGIN = 2.5  # seconds between the end of preflight and the window start
 DEFAULT_CAP_MB = 64  # per interface and window
+DEFAULT_HOST_SCRIPT = "/usr/local/lib/fleetrst/capture.sh"
 
 
 @dataclass
@@ -44,6 +45,9 @@ class ScanOptions:
     collect_timeout: float = 120.0
     inventory: str = ""
     limit: str | None = None
+    # A root-owned copy of capture.sh that sudoers allows (see README); used when it matches.
+    host_script: str = DEFAULT_HOST_SCRIPT
+    become_password: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -63,6 +67,8 @@ class HostRun:
     transport: Transport | None = None
     stream: Stream | None = None
     remote_dir: str = ""
+    script: str = ""  # how the host script is invoked: installed helper or uploaded copy
+    installed: bool = False
     captures: list[dict[str, object]] = field(default_factory=list)
     files: dict[str, dict[str, object]] = field(default_factory=dict)
     window_host: dict[str, float] = field(default_factory=dict)
@@ -187,7 +193,20 @@ class Scan:
         if not hr.become:
             return ""
         user = hr.host.become_user or "root"
-        return "sudo -n " if user == "root" else f"sudo -n -u {quote(user)} "
+        # With a password, sudo reads it from stdin (never argv) and prints no prompt.
+        how = "sudo -S -p '' " if self.options.become_password else "sudo -n "
+        return how if user == "root" else f"{how}-u {quote(user)} "
+
+    def _secret(self, hr: HostRun) -> bytes:
+        pw = self.options.become_password
+        return (pw + "\n").encode() if hr.become and pw else b""
+
+    def _host(self, hr: HostRun, args: str, privileged: bool = True) -> str:
+        """The command line that runs the host script with these arguments."""
+        prefix = self._sudo(hr) if privileged else ""
+        if hr.installed:
+            return f"{prefix}{quote(hr.script)} {args}"
+        return f"{prefix}sh {quote(hr.script)} {args}"
 
     def connect_and_preflight(self, hr: HostRun) -> None:
         """Connect, measure the clock offset, upload the host script, learn what the host can do."""
@@ -215,30 +234,53 @@ class Scan:
             ping.wait(timeout=5)
         assert best is not None
         hr.rtt, hr.offset = best
-        hr.remote_dir = f"{opts.remote_tmp.rstrip('/')}/fleetrst-{self.run_id}-{hr.token}"
+        base = opts.remote_tmp.rstrip("/") or "/tmp"
+        hr.remote_dir = f"{base}/fleetrst-{self.run_id}-{hr.token}"
         d = quote(hr.remote_dir)
-        # Leftovers of earlier runs that died (orchestrator killed, connection lost).
-        r = t.run(
-            f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh && "
-            f"sh {d}/capture.sh sweep {quote(opts.remote_tmp.rstrip('/') or '/')} {quote(hr.token)} {d}",
-            stdin=_script(),
-        )
-        if r.rc != 0:
-            raise HostError(f"cannot create {hr.remote_dir}: {r.stderr.strip() or r.stdout.strip()}")
-        for line in r.stdout.splitlines():
-            if line.startswith("removed "):
-                hr.notes.append(f"removed a leftover of an earlier run: {line[8:]}")
         login = hr.host.user or getpass.getuser()
         # sudo only when it changes something: not for root logging in as root.
         hr.become = hr.host.become and not (login == "root" and hr.host.become_user == "root")
-        r = t.run(f"{self._sudo(hr)}sh {d}/capture.sh preflight {d}", timeout=30)
+        if hr.become:
+            r = t.run(f"test -x {quote(opts.host_script)} && sha256sum {quote(opts.host_script)}", timeout=15)
+            if r.rc == 0:
+                if r.stdout.split()[:1] == [hashlib.sha256(_script()).hexdigest()]:
+                    hr.installed, hr.script = True, opts.host_script
+                else:
+                    hr.notes.append(
+                        f"{opts.host_script} differs from this fleetrst's host script: not used "
+                        "(reinstall it from `fleetrst host-script`)"
+                    )
+        if hr.installed:
+            r = t.run(self._host(hr, f"prepare {d}"), stdin=self._secret(hr), timeout=30)
+            if r.rc != 0:
+                last = (r.stderr.strip() or r.stdout.strip()).splitlines()[-1:] or [f"exit {r.rc}"]
+                raise HostError(f"cannot prepare {hr.remote_dir} with {opts.host_script}: {last[0]}")
+        else:
+            hr.script = f"{hr.remote_dir}/capture.sh"
+            r = t.run(f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh", stdin=_script())
+            if r.rc != 0:
+                raise HostError(f"cannot create {hr.remote_dir}: {r.stderr.strip() or r.stdout.strip()}")
+        # Leftovers of earlier runs whose host side was killed outright.
+        r = t.run(self._host(hr, f"sweep {quote(base)} {quote(hr.token)} {d}"), stdin=self._secret(hr))
+        for line in r.stdout.splitlines():
+            if line.startswith("removed "):
+                hr.notes.append(f"removed a leftover of an earlier run: {line[8:]}")
+        r = t.run(self._host(hr, f"preflight {d}"), stdin=self._secret(hr), timeout=30)
         if r.rc != 0 and hr.become:
             reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.rc}"
-            hr.notes.append(f"sudo refused ({reason}): counters only, no captures")
+            hint = "" if hr.installed else f" (install {opts.host_script} and the README's sudoers line)"
+            hr.notes.append(f"sudo refused ({reason}): counters only, no captures{hint}")
             hr.status = "partial"
             hr.error = f"sudo refused: {reason}"
             hr.become = False
-            r = t.run(f"sh {d}/capture.sh preflight {d}", timeout=30)
+            if hr.installed:
+                # The installed copy made the directory as root; without sudo, use an own one.
+                hr.installed = False
+                hr.remote_dir = f"{base}/fleetrst-{self.run_id}-{hr.token}u"
+                d = quote(hr.remote_dir)
+                hr.script = f"{hr.remote_dir}/capture.sh"
+                t.run(f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh", stdin=_script())
+            r = t.run(self._host(hr, f"preflight {d}", privileged=False), timeout=30)
         kv, sections = parse_kv(r.stdout)
         if kv.get("fleetrst_remote") != "1":
             raise HostError(f"host side did not run: {(r.stderr or r.stdout).strip()[:200]}")
@@ -294,16 +336,19 @@ class Scan:
         start_host = self.window["start"] + hr.offset
         cap_blocks = max(1, opts.cap_mb * 1024 * 1024 // 512)
         # The lease stays open until collection; the host side gives up on its own after
-        # collect_timeout, and `timeout` bounds the whole script whatever happens.
-        total = int(self.window["start"] - time.time() + opts.duration + opts.collect_timeout + 30)
+        # collect_timeout, and time-boxes itself with `timeout` whatever happens.
         ifargs = " ".join(f"{quote(c['interface'])} {quote(c['tag'])}" for c in hr.captures)
         trace = "1" if opts.trace and (hr.become or hr.facts.get("uid") == "0") else "0"
         d = quote(hr.remote_dir)
-        cmd = (
-            f"{self._sudo(hr)}timeout -s TERM -k 5 {total} sh {d}/capture.sh run {d} "
-            f"{start_host:.6f} {opts.duration:.3f} {cap_blocks} {int(opts.collect_timeout)} {trace} -- {ifargs}"
+        cmd = self._host(
+            hr,
+            f"run {d} {start_host:.6f} {opts.duration:.3f} {cap_blocks} {int(opts.collect_timeout)} {trace} "
+            f"-- {ifargs}",
         )
         hr.stream = hr.transport.start(cmd)
+        secret = self._secret(hr)
+        if secret:
+            hr.stream.send(secret)
         line = hr.stream.readline(timeout=20)
         if not line or not line.startswith("armed"):
             err = hr.stream.stderr().strip() or (line or "no answer")
@@ -338,7 +383,7 @@ class Scan:
             if key == "done":
                 break
         for size, sha, name in manifest:
-            if name == "capture.sh" or "/" in name or name.startswith("."):
+            if name in ("capture.sh", "owner.pid") or "/" in name or name.startswith("."):
                 continue
             local = hdir / name
             hr.transport.get(f"{hr.remote_dir}/{name}", local)
@@ -361,7 +406,8 @@ class Scan:
             try:
                 r = hr.transport.run(f"test -e {quote(hr.remote_dir)} && echo left || echo gone", timeout=15)
                 if r.stdout.strip() == "left":
-                    hr.transport.run(f"{self._sudo(hr)}rm -rf -- {quote(hr.remote_dir)}", timeout=15)
+                    hr.transport.run(self._host(hr, f"remove {quote(hr.remote_dir)}"), stdin=self._secret(hr),
+                                     timeout=15)
                     hr.cleanup = "removed after the host side left it"
                 elif hr.cleanup == "not started":
                     hr.cleanup = "confirmed"

@@ -344,7 +344,7 @@ SSHD_CONFIG = """\
 # sshd of fleetrst lab host {name}
 ListenAddress {address}:22
 HostKey "{host_key}"
-AuthorizedKeysFile "{authorized_keys}"
+AuthorizedKeysFile "{authorized_keys}" .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no

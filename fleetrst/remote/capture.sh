@@ -3,9 +3,17 @@
 #
 # Needs only a POSIX sh, coreutils, iproute2 and tcpdump. No Python on the host.
 #
+#   capture.sh prepare DIR
 #   capture.sh preflight DIR
 #   capture.sh run DIR START DURATION CAP_BLOCKS COLLECT_TIMEOUT TRACE [lease=FILE] -- IFNAME TAG [IFNAME TAG ...]
 #   capture.sh sweep BASE OWNER_TAG CURRENT_DIR
+#   capture.sh remove DIR
+#   capture.sh version
+#
+# Installed root-owned (for example /usr/local/lib/fleetrst/capture.sh) it is the one command
+# a restricted user needs in sudoers: every argument is checked, DIR can only be a new
+# directory directly under /tmp or /var/tmp, and the files are handed to the login user
+# (SUDO_UID) only once the capture is over.
 #
 # DIR is the private per-run directory the orchestrator created (0700). In `run` mode
 # stdin is a lease held open by the orchestrator: when it reaches EOF (collection done,
@@ -30,6 +38,29 @@ LEAD=1      # tcpdump starts this many seconds before the window
 TAIL=1      # and stops this many seconds after it
 
 now() { date +%s.%N; }
+
+die() {
+    printf 'error=%s\n' "$*"
+    exit 2
+}
+
+# Only fleetrst's own run directories, directly under /tmp or /var/tmp: run as root through
+# sudo, this script must never be pointed at anything else.
+check_dir() {
+    case $1 in
+        /tmp/fleetrst-* | /var/tmp/fleetrst-*) ;;
+        *) die "refusing run directory $1 (must be /tmp/fleetrst-* or /var/tmp/fleetrst-*)" ;;
+    esac
+    case ${1#/*/fleetrst-} in
+        *[!A-Za-z0-9-]* | '') die "refusing run directory $1 (bad characters)" ;;
+    esac
+}
+
+check_number() {
+    case $1 in
+        '' | *[!0-9.]* | *.*.*) die "not a number: $1" ;;
+    esac
+}
 
 say() { printf '%s\n' "$*"; }
 
@@ -62,8 +93,20 @@ section() {
     "$@" 2>/dev/null
 }
 
+prepare() {
+    check_dir "$1"
+    mkdir -m 700 -- "$1" || die "cannot create $1"
+    say "prepared=$1"
+}
+
+remove() {
+    check_dir "$1"
+    rm -rf -- "$1"
+}
+
 preflight() {
     dir=$1
+    check_dir "$dir"
     say "fleetrst_remote=1"
     say "time=$(now)"
     say "uid=$(id -u)"
@@ -192,9 +235,13 @@ trace_unmount() {
 }
 
 stop_children() {
-    for p in ${CAPTURE_PIDS:-} ${NAP_PID:-}; do
+    for p in ${CAPTURE_PIDS:-}; do
         kill -INT "$p" 2>/dev/null
     done
+    # TERM, not INT: a background job of a non-interactive shell ignores SIGINT, and the
+    # `wait` in cleanup would sit out the rest of the nap (up to the whole window).
+    [ -n "${NAP_PID:-}" ] && kill "$NAP_PID" 2>/dev/null
+    return 0
 }
 
 cleanup() {
@@ -214,6 +261,17 @@ on_lease_end() {
 }
 
 run() {
+    # The whole run is time-boxed, whatever happens to the orchestrator or this shell.
+    if [ -z "${FLEETRST_TIMEBOXED:-}" ] && [ "$#" -ge 6 ]; then
+        check_number "$2"
+        check_number "$3"
+        check_number "$5"
+        life=$(awk -v s="$2" -v d="$3" -v c="$5" -v n="$(now)" \
+            'BEGIN { x = s - n; if (x < 0) x = 0; x = x + d + c + 30; if (x > 14400) x = 14400; printf "%d\n", x }')
+        FLEETRST_TIMEBOXED=1
+        export FLEETRST_TIMEBOXED
+        exec timeout -s TERM -k 5 "$life" sh "$0" run "$@"
+    fi
     # tracefs not mounted: mount it in a private mount namespace of this run, so that nothing
     # is left mounted and concurrent runs on the same host cannot unmount it under each other.
     if [ "${6:-0}" = 1 ] && [ -z "${FLEETRST_PRIVATE_MNT:-}" ] && ! tracefs_root >/dev/null &&
@@ -223,6 +281,8 @@ run() {
         exec unshare -m --propagation private sh "$0" run "$@"
     fi
     DIR=$1 start=$2 duration=$3 cap_blocks=$4 collect_timeout=$5 trace=$6
+    check_dir "$DIR"
+    for n in "$start" "$duration" "$cap_blocks" "$collect_timeout"; do check_number "$n"; done
     shift 6
     lease_file=
     case ${1:-} in
@@ -271,6 +331,7 @@ run() {
         'BEGIN { x = l + d + t; printf "%d\n", (x == int(x)) ? x : int(x) + 1 }')
     while [ "$#" -ge 2 ]; do
         ifname=$1 tag=$2
+        case $tag in *[!A-Za-z0-9_.@+-]* | '') die "bad capture tag $tag" ;; esac
         shift 2
         # ulimit -f (512-byte blocks) caps the file: tcpdump gets SIGXFSZ at the cap.
         # Writing to stdout keeps tcpdump's privilege drop and AppArmor out of the way.
@@ -333,6 +394,8 @@ run() {
 # BASE that belong to us and whose capture processes are gone, never the current one.
 sweep() {
     base=$1 tag=$2 current=$3
+    case $base in /tmp | /var/tmp) ;; *) die "refusing to sweep $base" ;; esac
+    case $tag in *[!A-Za-z0-9]* | '') die "bad owner tag $tag" ;; esac
     for d in "$base"/fleetrst-*-"$tag"; do
         [ -d "$d" ] || continue
         [ "$d" = "$current" ] && continue
@@ -362,8 +425,11 @@ sweep() {
 mode=${1:-}
 [ "$#" -gt 0 ] && shift
 case $mode in
+    prepare) prepare "$@" ;;
     preflight) preflight "$@" ;;
     run) run "$@" ;;
     sweep) sweep "$@" ;;
-    *) say "usage: capture.sh preflight|run|sweep ..." >&2; exit 2 ;;
+    remove) remove "$@" ;;
+    version) say "fleetrst-capture sha256=$(sha256sum "$0" | awk '{ print $1 }')" ;;
+    *) say "usage: capture.sh prepare|preflight|run|sweep|remove|version ..." >&2; exit 2 ;;
 esac
