@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from .severity import finding_severity
 
 ACK = 0x10
 SCAN_MIN_PORTS = 8
+MAX_GROUPS = 20  # findings per kind; the smaller groups beyond are told as one finding
 EPHEMERAL_MIN = 32768  # Linux's default ip_local_port_range starts here
 JOIN_S = 2.0  # a trace event and its packet are at most this far apart
 # Reasons the kernel gives for resets sent at close()/abort time, in the owner's context.
@@ -154,9 +155,17 @@ class TraceIndex:
         return best
 
 
+def trace_index(hf: HostFiles) -> TraceIndex:
+    """The host's trace, indexed for joins (built once per host)."""
+    if "trace_index" not in hf.memo:
+        hf.memo["trace_index"] = TraceIndex(hf.trace)
+    index: TraceIndex = hf.memo["trace_index"]
+    return index
+
+
 def annotate(hf: HostFiles, packets: Iterable[RstPacket]) -> list[Packet]:
     """Direction, class and kernel reason of each reset; resets between two other hosts are left out."""
-    tix = TraceIndex(hf.trace)
+    tix = trace_index(hf)
     out = []
     for p in packets:
         sent = is_own(p.src, hf.own)
@@ -185,6 +194,14 @@ def _tables(hf: HostFiles) -> list[SocketTable]:
 
 def listener(hf: HostFiles, addr: str, port: int) -> tuple[Any, dict[str, Any] | None]:
     """The socket listening on addr:port in the ss snapshots, and its owner."""
+    key = ("listener", addr, port)
+    if key not in hf.memo:
+        hf.memo[key] = _find_listener(hf, addr, port)
+    found: tuple[Any, dict[str, Any] | None] = hf.memo[key]
+    return found
+
+
+def _find_listener(hf: HostFiles, addr: str, port: int) -> tuple[Any, dict[str, Any] | None]:
     for table in _tables(hf):
         sock = table.listener_for(port, addr)
         if sock is not None:
@@ -267,6 +284,39 @@ def _finding(kind: str, iface: str, local: str, peers: list[str], pk: list[Packe
     return f
 
 
+def _bounded(groups: dict[Any, list[Packet]], kind: Callable[[Any], str]
+             ) -> tuple[list[tuple[Any, list[Packet]]], dict[str, list[list[Packet]]]]:
+    """The MAX_GROUPS biggest groups of each kind, and the rest of each kind (told as one)."""
+    by_kind: dict[str, list[tuple[Any, list[Packet]]]] = defaultdict(list)
+    for key, group in groups.items():
+        by_kind[kind(key)].append((key, group))
+    kept: list[tuple[Any, list[Packet]]] = []
+    rest: dict[str, list[list[Packet]]] = {}
+    for k, items in by_kind.items():
+        items.sort(key=lambda kg: -len(kg[1]))
+        kept += items[:MAX_GROUPS]
+        if len(items) > MAX_GROUPS:
+            rest[k] = [g for _, g in items[MAX_GROUPS:]]
+    return kept, rest
+
+
+def _others(kind: str, groups: list[list[Packet]], seconds: float,
+            counters: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One finding for the many small groups of a kind left over by _bounded."""
+    pk = sorted((x for g in groups for x in g), key=lambda x: x.p.ts)
+    iface = Counter(x.p.ifname or "?" for x in pk).most_common(1)[0][0]
+    received = kind.startswith("received_")
+    peers = Counter(x.p.src if received else x.p.dst for x in pk)
+    where = "peers" if received else "local endpoints"
+    return _finding(
+        kind, iface, "*", [a for a, _ in peers.most_common()], pk, seconds,
+        f"{iface}: {_rate(len(pk), seconds)} more of the same kind, spread over {len(groups)} other "
+        f"{where}: too many to list one by one",
+        "The pcaps hold every one of them.", None, counter_evidence(counters, ("OutRsts",)),
+        groups=len(groups),
+    )
+
+
 # --- the rules -----------------------------------------------------------------------------------
 
 
@@ -312,7 +362,11 @@ def _refusals(sent: list[Packet], skip: set[int], hf: HostFiles, tix: TraceIndex
     for x in sent:
         if x.cls == "refusal" and id(x) not in skip:
             groups[(x.p.ifname or "?", x.p.src, x.p.sport)].append(x)
-    for (iface, addr, port), group in groups.items():
+    kept, rest = _bounded(groups, lambda key: "refusal")
+    for pks in rest.values():
+        all_local = all(x.p.ifname == "lo" or is_own(x.p.dst, hf.own) for g in pks for x in g)
+        findings.append(_others("local_dead_service" if all_local else "refused", pks, seconds, counters))
+    for (iface, addr, port), group in kept:
         n = len(group)
         peers = [p for p, _ in Counter(x.p.dst for x in group).most_common()]
         local = endpoint(addr, port)
@@ -388,7 +442,9 @@ def _active(hf: HostFiles, tix: TraceIndex, seconds: float, sent: list[Packet],
         else:
             key = (kind, p.ifname or "?", endpoint(p.src, p.sport), "", "server", detail)
         groups[key].append(x)
-    for (kind, iface, local, remote, side, detail), group in groups.items():
+    kept, rest = _bounded(groups, lambda key: key[0])
+    findings += [_others(kind, pks, seconds, counters) for kind, pks in rest.items()]
+    for (kind, iface, local, remote, side, detail), group in kept:
         n = len(group)
         first = group[0].p
         peers = [remote] if remote else [a for a, _ in Counter(x.p.dst for x in group).most_common()]
@@ -402,7 +458,8 @@ def _active(hf: HostFiles, tix: TraceIndex, seconds: float, sent: list[Packet],
                 proc = _process(*owners.most_common(1)[0][0])
         if proc is None and kind != "listen_overflow":
             proc = socket_owner(hf, first.src, first.sport)
-        who = f" ({proc_text(proc)})" if proc else ""
+        who = f" ({proc['name']}, pid {proc['pid']})" if proc and proc.get("pid") else (
+            f" ({proc['name']})" if proc else "")
         to = f" to {remote}" if remote else ""
         if kind == "abort":
             counter = _abort_counter(group, counters)
@@ -453,7 +510,9 @@ def _received(hf: HostFiles, tix: TraceIndex, seconds: float, received: list[Pac
     groups: dict[tuple[str, str, str], list[Packet]] = defaultdict(list)
     for x in received:
         groups[(RECEIVED_KIND[x.cls], x.p.ifname or "?", x.p.src)].append(x)
-    for (kind, iface, addr), group in groups.items():
+    kept, rest = _bounded(groups, lambda key: key[0])
+    findings += [_others(kind, pks, seconds, counters) for kind, pks in rest.items()]
+    for (kind, iface, addr), group in kept:
         n = len(group)
         rports = sorted({x.p.sport for x in group})
         remote = endpoint(addr, rports[0]) if len(rports) == 1 else endpoint(addr, "*")
@@ -487,7 +546,7 @@ def classify(hf: HostFiles, pk: list[Packet], seconds: float,
              counters: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Group the window's resets into findings (not yet ordered)."""
     findings: list[dict[str, Any]] = []
-    tix = TraceIndex(hf.trace)
+    tix = trace_index(hf)
     sent = [x for x in pk if x.sent]
     used = _scans(sent, hf, seconds, counters, findings)
     _refusals(sent, used, hf, tix, seconds, counters, findings)

@@ -45,6 +45,8 @@ class HostFiles:
     trace: Trace | None
     trace_reasons: bool = False  # the host's tcp_send_reset event has a reason field
     notes: list[str] = field(default_factory=list)
+    # Lookups that classification repeats for every packet (listeners, the trace index).
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def ifnames(self) -> dict[int, str]:

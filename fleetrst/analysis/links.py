@@ -18,6 +18,12 @@ def _port_of(endpoint: str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
+def _say(f: dict[str, Any], *sentences: str) -> None:
+    """Add sentences to a finding's summary."""
+    text = f["summary"].rstrip()
+    f["summary"] = " ".join([text if text.endswith(".") else text + ".", *sentences])
+
+
 def host_addresses(hosts: list[dict[str, Any]]) -> dict[str, str]:
     """Every non-loopback address of the run's hosts -> the host's name."""
     by_addr: dict[str, str] = {}
@@ -63,7 +69,7 @@ def link_hosts(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             f["peer_host"] = found[0][1]
             if len(found) > 1:
                 f["peer_hosts"] = [name for _, name in found]
-            f["summary"] += "".join(f" {addr} is {name} of this run." for addr, name in found[:3])
+            _say(f, *(f"{addr} is {name} of this run." for addr, name in found[:3]))
             for _, other in found:
                 # Links point from the host that sent the resets to the one that got them.
                 key = (other, h["name"]) if f["kind"].startswith("received_") else (h["name"], other)
@@ -83,9 +89,9 @@ def link_hosts(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for g in got:
                 if g.get("process") and not f.get("peer_process"):
                     f["peer_process"] = {"host": receiver, **g["process"]}
-                    f["summary"] += (f" On {receiver}, {g['process']['name']} made these connections."
-                                     if g["kind"] == "received_refused" else
-                                     f" On {receiver}, the connections belong to {g['process']['name']}.")
+                    _say(f, f"On {receiver}, {g['process']['name']} made these connections."
+                         if g["kind"] == "received_refused" else
+                         f"On {receiver}, the connections belong to {g['process']['name']}.")
         if not sent:
             # Only the receiving side saw them (the sender was not captured, say).
             for f in got:
