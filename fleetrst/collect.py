@@ -299,6 +299,9 @@ class Scan:
             "ip_link": sections.get("ip -o link", ""),
             "ip_addr": sections.get("ip -o addr", ""),
         }
+        free = hr.facts["free_kb"]
+        if isinstance(free, int) and free < 512:
+            raise HostError(f"only {free} KB free in {opts.remote_tmp} on the host: not enough to capture")
         tools = hr.facts["tools"]
         assert isinstance(tools, dict)
         missing = [x for x in ("timeout", "ip", "ss", "awk", "sha256sum") if not tools.get(x)]
@@ -334,7 +337,17 @@ class Scan:
         assert hr.transport is not None
         opts = self.options
         start_host = self.window["start"] + hr.offset
-        cap_blocks = max(1, opts.cap_mb * 1024 * 1024 // 512)
+        cap_bytes = opts.cap_mb * 1024 * 1024
+        free_kb = hr.facts.get("free_kb")
+        if isinstance(free_kb, int) and hr.captures:
+            # Never let the captures take more than half of what is free where they go.
+            share = free_kb * 1024 // 2 // len(hr.captures)
+            if share < cap_bytes:
+                cap_bytes = share
+                hr.notes.append(
+                    f"only {free_kb} KB free in {opts.remote_tmp}: each capture capped at {share // 1024} KB"
+                )
+        cap_blocks = max(1, cap_bytes // 512)
         # The lease stays open until collection; the host side gives up on its own after
         # collect_timeout, and time-boxes itself with `timeout` whatever happens.
         ifargs = " ".join(f"{quote(c['interface'])} {quote(c['tag'])}" for c in hr.captures)
@@ -406,8 +419,11 @@ class Scan:
             try:
                 r = hr.transport.run(f"test -e {quote(hr.remote_dir)} && echo left || echo gone", timeout=15)
                 if r.stdout.strip() == "left":
-                    hr.transport.run(self._host(hr, f"remove {quote(hr.remote_dir)}"), stdin=self._secret(hr),
-                                     timeout=15)
+                    d = quote(hr.remote_dir)
+                    r = hr.transport.run(self._host(hr, f"remove {d}"), stdin=self._secret(hr), timeout=15)
+                    if r.rc != 0 and not hr.installed:
+                        # The copy of the script may be what failed (a full disk cut it short).
+                        hr.transport.run(f"rm -rf -- {d}", timeout=15)
                     hr.cleanup = "removed after the host side left it"
                 elif hr.cleanup == "not started":
                     hr.cleanup = "confirmed"
@@ -463,6 +479,9 @@ class Scan:
                     self.release(hr)
                     if self.aborted.is_set():
                         hr.fail("interrupted before collection")
+                elif hr.remote_dir and hr.transport is not None and hr.cleanup == "not started":
+                    # Failed between upload and arming: the directory is ours to remove.
+                    self.release(hr)
             except Exception as e:  # noqa: BLE001
                 hr.notes.append(f"cleanup: {e}")
             finally:

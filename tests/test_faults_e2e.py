@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -280,3 +281,117 @@ def test_hostile_names_and_values_are_never_executed(fleet: LabState, tmp_path: 
     record(fault_table, "hostile host names and variables", "never executed, shown as text",
            f"marker {created or 'absent'}, {len(hosts)} hosts reported, exit {r.returncode}/{r2.returncode}", ok)
     assert leftovers(fleet, out, tmp_path / "run2") == CLEAN
+
+
+def _sshd_pid(fleet: LabState, host) -> int:
+    data = json.loads((fleet.directory / "lab.json").read_text())
+    return next(p["pid"] for p in data["processes"] if p.get("role") == "sshd" and p.get("host") == host.name)
+
+
+class HostMounts:
+    """Mounts made inside one lab host's own mount namespace (its sshd's), undone afterwards."""
+
+    def __init__(self, fleet: LabState, host) -> None:
+        self.pid = _sshd_pid(fleet, host)
+        self.targets: list[str] = []
+
+    def mount(self, *args: str) -> None:
+        subprocess.run(["nsenter", "-t", str(self.pid), "-m", "mount", *args], check=True, capture_output=True)
+        self.targets.append(args[-1])
+
+    def undo(self) -> None:
+        for target in reversed(self.targets):
+            subprocess.run(["nsenter", "-t", str(self.pid), "-m", "umount", target], check=False,
+                           capture_output=True)
+
+
+@pytest.mark.parametrize("case", ["tcpdump_missing", "tracefs_missing", "full_disk"])
+def test_a_host_lacking_something_degrades_alone(case: str, fleet: LabState, tmp_path: Path, fault_table) -> None:
+    victim = next(h for h in fleet.hosts if h.scenario == "closed_port")
+    mounts = HostMounts(fleet, victim)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    try:
+        if case == "tcpdump_missing":
+            mounts.mount("--bind", "/dev/null", shutil.which("tcpdump") or "/usr/bin/tcpdump")
+        elif case == "tracefs_missing":
+            mounts.mount("--bind", str(empty), "/proc/filesystems")
+        else:
+            # /var/tmp, not /tmp: the lab's own sshd keeps its keys under /tmp.
+            mounts.mount("-t", "tmpfs", "-o", "size=24k,mode=1777", "tmpfs", "/var/tmp")
+        out = tmp_path / "run"
+        r = scan(fleet.inventory, fleet, out, *(["--remote-tmp", "/var/tmp"] if case == "full_disk" else []))
+        # What the victim itself sees in its work directories, before its mounts go away.
+        seen_there = subprocess.run(["nsenter", "-t", str(mounts.pid), "-m", "ls", "-a", "/tmp", "/var/tmp"],
+                                    capture_output=True, text=True, check=False).stdout
+    finally:
+        mounts.undo()
+    hosts = summary_of(out)
+    h = hosts[victim.name]
+    others = {lh.name: hosts[lh.name]["status"] for lh in fleet.hosts if lh.name != victim.name}
+    facts = h.get("facts") or {}
+    if case == "tcpdump_missing":
+        ok = (h["status"] == "partial" and "tcpdump" in (h.get("error") or "")
+              and h["counters"]["OutRsts"]["delta"] > 0 and r.returncode in (1, 3))
+        seen = f"{h['status']}: {h.get('error')}, OutRsts +{h['counters']['OutRsts']['delta']}"
+        expected = "partial: counters only, reason named"
+    elif case == "tracefs_missing":
+        top = h["findings"][0] if h["findings"] else {}
+        ok = (h["status"] == "ok" and top.get("kind") == victim.expected["kind"]
+              and facts.get("classification") == "packet rules")
+        seen = f"{h['status']}, top {top.get('kind')}, classification {facts.get('classification')}"
+        expected = "ok: packet rules, same finding"
+    else:
+        ok = (h["status"] in ("failed", "partial") and "free" in (h.get("error") or "")
+              and "\n" not in (h.get("error") or ""))
+        seen = f"{h['status']}: {h.get('error')}"
+        expected = "failed/partial with a one-line reason"
+    run_id = json.loads((out / "run.json").read_text())["id"]
+    left_var = [f for f in seen_there.split() if f.startswith(f"fleetrst-{run_id}-")]
+    ok = ok and all(s == "ok" for s in others.values()) and leftovers(fleet, out) == CLEAN and not left_var
+    record(fault_table, case.replace("_", " "), expected + ", others ok, nothing left", seen, ok)
+
+
+def test_sigkill_in_a_30_s_window_on_10_hosts_leaves_nothing_after_35_s(lab_factory, tmp_path: Path,
+                                                                         fault_table) -> None:
+    seed = int(os.environ.get("FLEETRST_LAB_SEED") or random.SystemRandom().randrange(1, 2**31))
+    big = lab_factory(10, scenarios=["closed_port", "linger_abort", "quiet", "unread_close", "quiet"], seed=seed)
+    out = tmp_path / "run"
+    proc, start = _start_scan(big, out, 30)
+    try:
+        time.sleep(3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    time.sleep(max(0.0, start + 35 - time.monotonic()))
+    run_id = json.loads((out / "run.json").read_text())["id"]
+    # As the must-show says: `ps` and `ls` on every host, over real SSH.
+    seen = []
+    for h in big.hosts:
+        r = subprocess.run(
+            ["ssh", "-i", str(big.key_file), "-o", f"UserKnownHostsFile={big.known_hosts}", "-o",
+             "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"root@{h.address}",
+             "ps -eo pid,args; echo ---; ls -a /tmp"],
+            capture_output=True, text=True, timeout=30, check=False)
+        if h.scenario == "dead":
+            continue
+        assert r.returncode == 0, r.stderr
+        ps, _, ls = r.stdout.partition("---")
+        # Only this host's own processes: the lab shares one PID space, so filter by namespace.
+        mine = [ln for ln in ps.splitlines() if "tcpdump" in ln and "tcp-rst" in ln]
+        mine = [ln for ln in mine if _in_netns(int(ln.split()[0]), h.namespace)]
+        files = [f for f in ls.split() if f.startswith(f"fleetrst-{run_id}-")]
+        seen.append((h.name, mine, files))
+    left = [s for s in seen if s[1] or s[2]]
+    record(fault_table, "SIGKILL, 30 s window, 10 hosts", "no tcpdump, no files 35 s after the window began",
+           f"{len(seen)} hosts checked, {len(left)} with leftovers", not left)
+
+
+def _in_netns(pid: int, namespace: str) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{namespace}").st_ino
+    except OSError:
+        return False
