@@ -99,6 +99,24 @@ def test_scan_finds_the_top_sender_on_every_host(fleet: LabState, tmp_path: Path
     summary = json.loads((out / "summary.json").read_text())
     hosts = {h["name"]: h for h in summary["hosts"]}
     assert set(hosts) == {h.name for h in fleet.hosts}
+    # Machine-readable outputs of a real run: the schema holds, JUnit has one case per host.
+    import xml.etree.ElementTree as ET
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("fleetrst").joinpath("summary.schema.json").read_text())
+    jsonschema.validate(summary, schema)
+    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    verdicts = {c.get("name"): [child.tag for child in c] for c in cases}
+    assert set(verdicts) == {h.name for h in fleet.hosts}
+    for lh in fleet.hosts:
+        if lh.scenario == "dead":
+            assert "error" in verdicts[lh.name]
+        elif lh.scenario == "quiet":
+            assert "failure" not in verdicts[lh.name] and "error" not in verdicts[lh.name]
+        else:
+            assert "failure" in verdicts[lh.name]
     index = (out / "index.html").read_text()
 
     for lh in fleet.hosts:
@@ -243,3 +261,13 @@ def test_hosts_behind_a_bastion_are_reached_through_one_shared_connection(fleet:
         ssh_peers = {ln.split()[4].rsplit(":", 1)[0] for ln in sockets.splitlines()
                      if len(ln.split()) > 4 and ln.split()[0] == "ESTAB" and ln.split()[3].endswith(":22")}
         assert ssh_peers == {bastion.address}, ssh_peers
+
+
+def test_exit_code_tells_a_clean_run_from_one_with_warnings(fleet: LabState, tmp_path: Path) -> None:
+    quiet = next(h for h in fleet.hosts if h.scenario == "quiet")
+    noisy = next(h for h in fleet.hosts if h.scenario == "closed_port")
+    clean = fleetrst("scan", str(fleet.inventory), "-l", quiet.name, "--known-hosts", str(fleet.known_hosts),
+                     "--duration", "3", "-o", str(tmp_path / "clean"))
+    warn = fleetrst("scan", str(fleet.inventory), "-l", noisy.name, "--known-hosts", str(fleet.known_hosts),
+                    "--duration", "3", "-o", str(tmp_path / "warn"))
+    assert (clean.returncode, warn.returncode) == (0, 1), (clean.stderr, warn.stderr)
