@@ -176,6 +176,16 @@ def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path
             time.sleep(0.1)
         assert window_start is not None, "the scan never reached its window (no capture running)"
         time.sleep(2)
+        # Mid-window, on the hosts: one private directory per host, files readable by no one else.
+        run_id = json.loads((out / "run.json").read_text())["id"]
+        dirs = list(Path("/tmp").glob(f"fleetrst-{run_id}-*"))
+        assert len(dirs) == sum(1 for h in fleet.hosts if h.scenario != "dead")
+        for d in dirs:
+            assert d.stat().st_mode & 0o777 == 0o700 and not d.is_symlink()
+            files = [f for f in d.iterdir()]
+            assert any(f.name.startswith("rst-") for f in files)
+            for f in files:
+                assert f.stat().st_mode & 0o077 == 0, (f, oct(f.stat().st_mode))
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=30)
         assert rc == 130
