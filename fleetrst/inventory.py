@@ -477,8 +477,8 @@ def _ini_plain(value: Any) -> Any:
     # for the literal types it has no variable type for.
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_ini_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {_ini_plain(k): _ini_plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # keys as they are: a tuple key must stay hashable
+        return {k: _ini_plain(v) for k, v in value.items()}
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     if value is Ellipsis:

@@ -1,6 +1,10 @@
 """The test fleet ("lab"): network namespaces with their own sshd, joined by a bridge in the root
 namespace, each running one scenario that makes real TCP resets. Used by the end-to-end tests and
 by ``fleetrst lab up|down``; everything it creates is recorded in ``DIR/lab.json`` for lab_down.
+
+With a bastion, the root namespace's bridge holds only the bastion (its own sshd, OpenSSH's
+default limits); the hosts sit on a bridge inside the bastion's namespace, on a block the root
+namespace has an ``unreachable`` route for, so they are reached through the bastion only.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ GLOBAL_LOCK = Path("/run/fleetrst-lab.lock")
 SSHD_TIMEOUT = 30.0
 LISTEN_TIMEOUT = 10.0
 MAX_HOSTS = LAB_POOL.num_addresses - 3  # network, bridge and broadcast addresses
+INNER_BRIDGE = "br0"  # inside the bastion's namespace: no clash with any other lab's links
+BASTION = "bastion"
 FORMAT = 1
 
 
@@ -72,6 +78,17 @@ class LabHost:
 
 
 @dataclass
+class LabBastion:
+    """The lab's bastion: the one host the root namespace reaches, the others' way in."""
+
+    name: str
+    address: str  # on the root namespace's bridge
+    namespace: str
+    inner_subnet: str  # the hosts' network, reachable only from inside the bastion
+    inner_address: str  # the bastion's address on it
+
+
+@dataclass
 class LabState:
     """A running lab, as recorded in its directory."""
 
@@ -83,6 +100,7 @@ class LabState:
     inventory: Path
     known_hosts: Path
     key_file: Path
+    bastion: LabBastion | None = None
 
 
 @dataclass
@@ -303,29 +321,72 @@ def _new_lab_id() -> str:
             return lab_id
 
 
-def _new_bridge(record: _Record, hosts: int) -> ipaddress.IPv4Network:
-    """Pick a free subnet and create the bridge holding its first address."""
+def pick_subnets(hosts: int, bastion: bool, used: Sequence[ipaddress.IPv4Network]
+                 ) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network | None]:
+    """The bridge's block and, with a bastion, the hosts' inner block: both free, disjoint.
+
+    With a bastion the bridge holds only the bastion; the inner block holds the bastion's inner
+    address and the hosts.
+    """
+    subnet = pick_subnet(1 if bastion else hosts, used)
+    return subnet, pick_subnet(hosts, [*used, subnet]) if bastion else None
+
+
+def _new_bridge(record: _Record, hosts: int, bastion: bool
+                ) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network | None]:
+    """Pick free blocks and create the bridge holding the first address of the first; the
+    inner block, if any, gets an unreachable route here, so nothing for it leaves the machine."""
     lab_id = record.data["lab_id"]
-    # The lock makes choosing a subnet and taking it (the bridge's address) one step.
+    # The lock makes choosing the blocks and taking them (the bridge's address, the route) one
+    # step; the unreachable route is also what tells the next lab that the inner block is taken.
     with _locked(GLOBAL_LOCK):
         used = parse_used_networks(_run("ip", "-4", "-o", "addr"),
                                    _run("ip", "-4", "route", "show", "table", "all"))
-        subnet = pick_subnet(hosts, used)
+        subnet, inner = pick_subnets(hosts, bastion, used)
         bridge = f"frst{lab_id}br"
         record.data.update(subnet=str(subnet), bridge=bridge, bridge_address=str(subnet[1]))
         record.save()
         _run("ip", "link", "add", bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{subnet[1]}/{subnet.prefixlen}", "dev", bridge)
         _run("ip", "link", "set", bridge, "up")
-    return subnet
+        if inner is not None:
+            record.add("routes", str(inner))
+            _run("ip", "-4", "route", "add", "unreachable", str(inner))
+    return subnet, inner
 
 
-def _add_host(record: _Record, ns: str, veth: str, address: str, prefix: int) -> None:
+def _add_bastion(record: _Record, ns: str, veth: str, address: str, prefix: int,
+                 inner: ipaddress.IPv4Network) -> None:
+    """The bastion's namespace: eth0 on the lab's bridge, an inner bridge for the hosts, and
+    no forwarding between the two (a new namespace may inherit ip_forward=1 from the root)."""
     record.add("namespaces", ns)
     _run("ip", "netns", "add", ns)
+    _run("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward")
     record.add("veths", veth)
     _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
     _run("ip", "link", "set", veth, "master", record.data["bridge"], "up")
+    _run("ip", "-n", ns, "link", "set", "lo", "up")
+    _run("ip", "-n", ns, "addr", "add", f"{address}/{prefix}", "dev", "eth0")
+    _run("ip", "-n", ns, "link", "set", "eth0", "up")
+    _run("ip", "-n", ns, "link", "add", INNER_BRIDGE, "type", "bridge")
+    _run("ip", "-n", ns, "addr", "add", f"{inner[1]}/{inner.prefixlen}", "dev", INNER_BRIDGE)
+    _run("ip", "-n", ns, "link", "set", INNER_BRIDGE, "up")
+
+
+def _add_host(record: _Record, ns: str, veth: str, address: str, prefix: int,
+              behind: str | None = None) -> None:
+    """A namespace whose eth0 is a veth to the lab's bridge, or with `behind` (the bastion's
+    namespace) to the inner bridge there; that end lives and dies with the bastion's namespace."""
+    record.add("namespaces", ns)
+    _run("ip", "netns", "add", ns)
+    if behind is None:
+        record.add("veths", veth)
+        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _run("ip", "link", "set", veth, "master", record.data["bridge"], "up")
+    else:
+        _run("ip", "-n", behind, "link", "add", veth, "type", "veth",
+             "peer", "name", "eth0", "netns", ns)
+        _run("ip", "-n", behind, "link", "set", veth, "master", INNER_BRIDGE, "up")
     _run("ip", "-n", ns, "link", "set", "lo", "up")
     # Only the connected route of eth0: no default route, nothing leaves the lab.
     _run("ip", "-n", ns, "addr", "add", f"{address}/{prefix}", "dev", "eth0")
@@ -352,10 +413,15 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PidFile none
-LogLevel ERROR
+LogLevel {log_level}
 PrintMotd no
 Subsystem sftp internal-sftp
-"""
+{extra}"""
+# bash started by sshd reads ~/.bashrc only as a top-level shell (SHLVL unset or 0). The hosts
+# share this machine's /root, whose rc files are the machine's, not a test host's, and can be
+# slow (pyenv rehash takes a lock in every new shell): with tens of hosts behind a bastion that
+# serializes every command of a scan.
+NO_MACHINE_RC = "SetEnv SHLVL=1\n"
 
 
 class _Supervisor:
@@ -421,14 +487,29 @@ def _ssh_banner(address: str) -> bool:
         return False
 
 
-def _wait_for_sshd(pending: dict[str, tuple[str, tuple[int, int], Path]]) -> None:
-    """Poll each host's port 22 from the root namespace until every sshd answers."""
+def _listening(pid: int, address: str, port: int) -> bool:
+    """True if the network namespace of process `pid` has a listener on address:port."""
+    # /proc/PID/net/tcp shows the network namespace of that process.
+    packed = struct.unpack("=I", socket.inet_aton(address))[0]
+    local = f"{packed:08X}:{port:04X}"
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+            words = line.split()
+            if words[1] == local and words[3] == "0A":
+                return True
+    return False
+
+
+def _wait_for_sshd(pending: dict[str, tuple[str, tuple[int, int], Path]],
+                   reachable: bool = True) -> None:
+    """Poll each host's port 22 from the root namespace until every sshd answers; hosts the
+    root namespace cannot reach (behind a bastion) are ready once their sshd listens."""
     deadline = time.monotonic() + SSHD_TIMEOUT
     while pending:
         for name, (address, proc, log) in list(pending.items()):
             if exited(*proc):
                 raise LabError(f"sshd of {name} ({address}) exited: {_tail(log)}")
-            if _ssh_banner(address):
+            if _ssh_banner(address) if reachable else _listening(proc[0], address, 22):
                 del pending[name]
         if pending and time.monotonic() > deadline:
             late = ", ".join(f"{n} ({a})" for n, (a, _, _) in pending.items())
@@ -439,19 +520,12 @@ def _wait_for_sshd(pending: dict[str, tuple[str, tuple[int, int], Path]]) -> Non
 
 def _wait_listening(proc: tuple[int, int], address: str, port: int, log: Path) -> None:
     """Wait until the process's namespace has a listener on address:port."""
-    pid = proc[0]
-    # /proc/PID/net/tcp shows the network namespace of that process.
-    packed = struct.unpack("=I", socket.inet_aton(address))[0]
-    local = f"{packed:08X}:{port:04X}"
     deadline = time.monotonic() + LISTEN_TIMEOUT
     while True:
         if exited(*proc):
             raise LabError(f"server for {address}:{port} exited: {_tail(log)}")
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
-                words = line.split()
-                if words[1] == local and words[3] == "0A":
-                    return
+        if _listening(proc[0], address, port):
+            return
         if time.monotonic() > deadline:
             raise LabError(f"nothing listens on {address}:{port} after {LISTEN_TIMEOUT:.0f}s")
         time.sleep(0.02)
@@ -478,15 +552,42 @@ def _traffic_argv(proc: ProcSpec, ns: str | None, record: _Record, ttl: float) -
     return ["ip", "netns", "exec", ns, *argv] if ns else argv
 
 
+def _sshd_config(directory: Path, name: str, address: str, authorized: Path,
+                 log_level: str = "ERROR", extra: str = "") -> tuple[Path, str]:
+    """Host key and sshd_config of one host in directory; (config path, known_hosts line)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    host_key = directory / "ssh_host_ed25519_key"
+    known = f"{address} {_keygen(host_key, name + '@fleetrst-lab')}"
+    config = directory / "sshd_config"
+    # sshd expands %-tokens in AuthorizedKeysFile; the quotes protect spaces.
+    config.write_text(SSHD_CONFIG.format(
+        name=name, address=address, host_key=host_key, log_level=log_level, extra=extra,
+        authorized_keys=str(authorized).replace("%", "%%")))
+    return config, known
+
+
 def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | None,
-           ttl: float, supervisor: _Supervisor, process_names: Mapping[str, str] | None) -> None:
+           ttl: float, supervisor: _Supervisor, process_names: Mapping[str, str] | None,
+           bastion: bool = False) -> None:
     directory = record.path.parent
     lab_id = record.data["lab_id"]
-    subnet = _new_bridge(record, count)
-    addresses = [str(subnet[2 + i]) for i in range(count)]
+    subnet, inner = _new_bridge(record, count, bastion)
+    hosts_net = inner or subnet
+    addresses = [str(hosts_net[2 + i]) for i in range(count)]
     names = [f"host{i}" for i in range(count)]
-    plans = plan_lab(seed, scenarios, names, addresses, str(subnet[1]), process_names)
+    # Generators not in a host (a sweep with no other busy host) run where the hosts' own
+    # network is attached: the root namespace, or the bastion.
+    outside = f"frst{lab_id}bastion" if inner is not None else None
+    plans = plan_lab(seed, scenarios, names, addresses, str(hosts_net[1]), process_names)
     namespaces = [f"frst{lab_id}h{i}" for i in range(count)]
+    if inner is not None and outside is not None:
+        record.data["bastion"] = {
+            "name": BASTION, "address": str(subnet[2]), "namespace": outside,
+            "veth": f"frst{lab_id}vb", "inner_subnet": str(inner),
+            "inner_address": str(inner[1])}
+        record.save()
+        _add_bastion(record, outside, f"frst{lab_id}vb", str(subnet[2]), subnet.prefixlen,
+                     inner)
     record.data["hosts"] = [
         {"name": names[i], "address": addresses[i], "namespace": namespaces[i],
          "veth": f"frst{lab_id}v{i}", "scenario": plan.scenario, "expected": plan.expected}
@@ -494,7 +595,8 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
     ]
     record.save()
     for i, host in enumerate(record.data["hosts"]):
-        _add_host(record, namespaces[i], host["veth"], addresses[i], subnet.prefixlen)
+        _add_host(record, namespaces[i], host["veth"], addresses[i], hosts_net.prefixlen,
+                  behind=outside)
         if plans[i].scenario == "listen_overflow":
             # Per-namespace sysctl: the listener's queue overflow is answered with a reset.
             _run("ip", "netns", "exec", namespaces[i], "sh", "-c",
@@ -505,28 +607,35 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
     authorized.write_text(_keygen(key_file, f"fleetrst-lab-{lab_id}") + "\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     known, pending = [], {}
+    jump = record.data.get("bastion")
+    if jump is not None:
+        # OpenSSH's defaults (MaxStartups 10:30:100 above all) are the point of this host; INFO
+        # logs each login and each connection dropped past MaxStartups.
+        config, line = _sshd_config(directory / BASTION, BASTION, jump["address"], authorized,
+                                    log_level="INFO", extra=NO_MACHINE_RC)
+        known.append(line)
+        log = directory / BASTION / "sshd.log"
+        argv = ["ip", "netns", "exec", jump["namespace"], SSHD, "-D", "-e", "-f", str(config)]
+        _wait_for_sshd({BASTION: (jump["address"], supervisor.spawn(
+            argv, log, role="sshd", name="sshd", host=BASTION, namespace=jump["namespace"],
+            scenario=None), log)})
     for i, host in enumerate(record.data["hosts"]):
         hostdir = directory / "hosts" / host["name"]
-        hostdir.mkdir(parents=True, exist_ok=True)
-        host_key = hostdir / "ssh_host_ed25519_key"
-        known.append(f"{host['address']} {_keygen(host_key, host['name'] + '@fleetrst-lab')}")
-        config = hostdir / "sshd_config"
-        # sshd expands %-tokens in AuthorizedKeysFile; the quotes protect spaces.
-        config.write_text(SSHD_CONFIG.format(
-            name=host["name"], address=host["address"], host_key=host_key,
-            authorized_keys=str(authorized).replace("%", "%%")))
+        config, line = _sshd_config(hostdir, host["name"], host["address"], authorized,
+                                    extra=NO_MACHINE_RC if jump is not None else "")
+        known.append(line)
         if plans[i].scenario != "dead":
             log = hostdir / "sshd.log"
             argv = ["ip", "netns", "exec", namespaces[i], SSHD, "-D", "-e", "-f", str(config)]
             pending[host["name"]] = (host["address"], supervisor.spawn(
                 argv, log, role="sshd", name="sshd", host=host["name"],
                 namespace=namespaces[i], scenario=None), log)
-    _wait_for_sshd(pending)
+    _wait_for_sshd(pending, reachable=jump is None)
 
     procs = [p for plan in plans for p in plan.procs]
     named = []
     for proc in sorted(procs, key=lambda p: p.role != "server"):  # servers listen first
-        ns = None if proc.host is None else namespaces[proc.host]
+        ns = outside if proc.host is None else namespaces[proc.host]
         where = directory if proc.host is None else directory / "hosts" / names[proc.host]
         log = where / f"{proc.scenario}-{proc.role}.log"
         started = supervisor.spawn(
@@ -541,33 +650,67 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
     _wait_named(named, LISTEN_TIMEOUT)
     known_hosts = directory / "known_hosts"
     known_hosts.write_text("\n".join(known) + "\n")
-    _write_inventory(directory / "inventory.yml", record.data["hosts"], key_file, known_hosts)
+    ssh_config = None
+    if jump is not None:
+        ssh_config = directory / "ssh_config"
+        ssh_config.write_text(SSH_CONFIG.format(key=_ssh_config_word(key_file),
+                                                known=_ssh_config_word(known_hosts)))
+    _write_inventory(directory / "inventory.yml", record.data["hosts"], key_file, known_hosts,
+                     jump["address"] if jump else None, ssh_config)
     record.data.update(inventory=str(directory / "inventory.yml"), known_hosts=str(known_hosts),
                        key_file=str(key_file))
     record.data["complete"] = True
     record.save()
 
 
-def _write_inventory(path: Path, hosts: list[dict[str, Any]], key: Path, known: Path) -> None:
+# For OpenSSH (and so Ansible) behind the bastion: a ProxyJump's own ssh is given -F but not
+# the -o options of the command line, so the key and known_hosts must come from a file.
+SSH_CONFIG = """\
+# ssh_config of a fleetrst lab: ssh -F THIS_FILE -J root@BASTION root@HOST
+Host *
+    User root
+    IdentityFile {key}
+    IdentitiesOnly yes
+    UserKnownHostsFile {known}
+    StrictHostKeyChecking yes
+    BatchMode yes
+"""
+
+
+def _ssh_config_word(path: Path) -> str:
+    text = str(path)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def _write_inventory(path: Path, hosts: list[dict[str, Any]], key: Path, known: Path,
+                     jump: str | None = None, ssh_config: Path | None = None) -> None:
+    common = f"-o UserKnownHostsFile={shlex.quote(str(known))} -o StrictHostKeyChecking=yes"
+    lab: dict[str, Any] = {"hosts": {h["name"]: {"ansible_host": h["address"]} for h in hosts}}
+    if jump is not None:
+        via = f"-o ProxyJump=root@{jump}"
+        if ssh_config is not None:
+            via = f"-F {shlex.quote(str(ssh_config))} {via}"
+        lab = {"vars": {"ansible_ssh_common_args": f"{via} {common}"}, **lab}
     inventory = {"all": {
         "vars": {
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(key),
             # For Ansible itself; fleetrst is given the known_hosts file explicitly.
-            "ansible_ssh_common_args":
-                f"-o UserKnownHostsFile={shlex.quote(str(known))} -o StrictHostKeyChecking=yes",
+            "ansible_ssh_common_args": common,
         },
-        "children": {"lab": {"hosts": {h["name"]: {"ansible_host": h["address"]} for h in hosts}}},
+        "children": {"lab": lab},
     }}
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
 
 
 def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
            scenarios: Sequence[str] | None = None, ttl: float = 1800.0,
-           names: Mapping[str, str] | None = None) -> LabState:
+           names: Mapping[str, str] | None = None, bastion: bool = False) -> LabState:
     """Build a lab of `hosts` namespaces in `directory`; on any failure, remove what was built.
 
     `names` forces the process name of a scenario's main process ({"closed_port": "..."}).
+    `bastion` puts the hosts behind a bastion namespace (sshd with OpenSSH's default limits)
+    on a network the root namespace cannot reach; the inventory reaches them by ProxyJump.
     """
     _check_prerequisites()
     if ttl <= 0:
@@ -578,7 +721,7 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
                            f"named ones: {', '.join(NAMED_SCENARIOS)}")
         if not comm_of(name) or "\0" in name:
             raise LabError(f"bad process name for {scenario}: {name!r}")
-    pick_subnet(hosts, [])  # validates the host count before anything is created
+    pick_subnets(hosts, bastion, [])  # validates the host count before anything is created
     if scenarios is not None:
         assign_scenarios(random.Random(0), 1, scenarios)  # rejects unknown names up front
     directory = Path(directory).resolve()
@@ -594,6 +737,7 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
             "format": FORMAT, "lab_id": _new_lab_id(), "seed": seed, "created": now, "ttl": ttl,
             "deadline": now + ttl, "directory": str(directory), "subnet": None, "bridge": None,
             "bridge_address": None, "namespaces": [], "veths": [], "processes": [], "hosts": [],
+            "routes": [], "bastion": None,
             "inventory": None, "known_hosts": None, "key_file": None, "complete": False,
         })
         record.save()
@@ -601,7 +745,7 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
         try:
             # First of all, so that even a lab whose building dies halfway has a deadline.
             supervisor = _Supervisor(record, ttl)
-            _build(record, hosts, seed, scenarios, ttl, supervisor, names)
+            _build(record, hosts, seed, scenarios, ttl, supervisor, names, bastion)
             supervisor.close()
         except BaseException:
             if supervisor is not None:
@@ -627,8 +771,12 @@ def load_lab(directory: Path) -> LabState:
         raise LabError(f"the lab in {directory} is incomplete; take it down and up again")
     hosts = [LabHost(h["name"], h["address"], h["namespace"], h["scenario"], h["expected"])
              for h in data["hosts"]]
+    jump = data.get("bastion")
+    bastion = LabBastion(jump["name"], jump["address"], jump["namespace"], jump["inner_subnet"],
+                         jump["inner_address"]) if jump else None
     return LabState(Path(data["directory"]), data["seed"], data["subnet"], data["bridge"], hosts,
-                     Path(data["inventory"]), Path(data["known_hosts"]), Path(data["key_file"]))
+                     Path(data["inventory"]), Path(data["known_hosts"]), Path(data["key_file"]),
+                     bastion)
 
 
 # --- lab down ---------------------------------------------------------------------------------
@@ -659,6 +807,15 @@ def _stop_all(targets: dict[int, Callable[[int], bool]]) -> list[int]:
         pinned = {pid: pin(pid, targets[pid]) for pid in pids[first : first + 256]}
         left += stop({pid: fd for pid, fd in pinned.items() if fd is not None})
     return left
+
+
+def _unreachable_route(prefix: str) -> bool:
+    """True if the root namespace's main table has this unreachable route."""
+    try:
+        return bool(_run("ip", "-4", "route", "show", "exact", prefix, "type", "unreachable")
+                    .strip())
+    except LabError:
+        return True  # cannot tell: try to delete it and report what happens
 
 
 def _teardown(directory: Path) -> None:
@@ -696,6 +853,14 @@ def _teardown(directory: Path) -> None:
             except LabError as exc:
                 if (where / name).exists():  # else it went away by itself meanwhile
                     left.append(str(exc))
+    # Last: until the hosts behind it are gone, the unreachable route keeps their block local.
+    for route in data.get("routes", []):
+        if _unreachable_route(route):
+            try:
+                _run("ip", "-4", "route", "delete", "unreachable", route)
+            except LabError as exc:
+                if _unreachable_route(route):
+                    left.append(str(exc))
     if left:
         raise LabError(f"lab in {directory} not fully removed: {'; '.join(left)}")
     path.unlink(missing_ok=True)
@@ -723,9 +888,14 @@ def _scenario_list(text: str) -> list[str]:
 
 
 def _cli_up(args: argparse.Namespace) -> int:
-    state = lab_up(args.dir, args.hosts, seed=args.seed, scenarios=args.scenarios, ttl=args.ttl)
+    state = lab_up(args.dir, args.hosts, seed=args.seed, scenarios=args.scenarios, ttl=args.ttl,
+                   bastion=args.bastion)
     print(f"lab seed: {state.seed}")
     width = max(len(h.name) for h in state.hosts)
+    if state.bastion is not None:
+        jump = state.bastion
+        print(f"{jump.name}: {jump.address} (the hosts behind it, on {jump.inner_subnet}, are "
+              f"reached with ProxyJump root@{jump.address})")
     for host in state.hosts:
         print(f"{host.name:<{width}}  {host.address:<15}  {host.scenario}")
     print(f"inventory: {state.inventory}")
@@ -752,6 +922,9 @@ def register_cli(subparsers: Any) -> None:
                     help=f"comma-separated, assigned in order: {','.join(SCENARIOS)}")
     up.add_argument("--ttl", type=float, default=1800.0,
                     help="seconds until the lab takes itself down (default 1800)")
+    up.add_argument("--bastion", action="store_true",
+                    help="put the hosts behind a bastion with OpenSSH's default sshd limits, "
+                         "on a network this machine reaches only through it")
     up.set_defaults(func=_cli_up)
     down = sub.add_parser("down", help="stop and remove a lab")
     down.add_argument("--dir", type=Path, default=Path("fleetrst-lab"), help="lab directory")

@@ -13,9 +13,9 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from fleetrst.errors import PcapError
 
@@ -142,6 +142,44 @@ class PcapInfo:
 
 
 _Decoder = Callable[[bytes, int, int, int, int, int], RstPacket | None]
+
+
+class _Iface(NamedTuple):
+    """One capture interface: its link type, name, timestamp scale and per-packet decoder.
+
+    A packet's time is a * k + b * inv + tsoff, from the record's two timestamp words.
+    """
+
+    lt: int
+    ifname: str | None
+    k: float
+    inv: float
+    tsoff: int
+    decode: _Decoder
+
+
+class BatchSink(Protocol):
+    """Takes whole runs of records instead of one decoded packet at a time (see fastpcap)."""
+
+    def find(self, buf: bytes, pos: int, ng: bool, e: str, /) -> tuple[Sequence[int], int]:
+        """The records that follow each other from `pos` on, complete in `buf`, as far as the
+        sink can tell at once (pcap records, or pcapng enhanced packet blocks when `ng`; "<" or
+        ">" is the headers' byte order): their offsets, and where the last one ends. The reader
+        walks on from there itself."""
+
+    def __call__(self, buf: bytes, pieces: list[Sequence[int]], ng: bool, e: str,
+                 ifaces: list[_Iface], cnt: list[int], /) -> int:
+        """Decode records of `buf` at the offsets in `pieces` (one run, in parts), of interfaces
+        `ifaces` by id; add to the [tcp, resets, non_tcp, snapped] counters `cnt`. Returns how
+        many records, from the first, were well-formed; the reader raises on the next one."""
+
+
+def _nth(pieces: list[Sequence[int]], i: int) -> int:
+    for piece in pieces:
+        if i < len(piece):
+            return int(piece[i])
+        i -= len(piece)
+    raise IndexError(i)
 
 
 def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, only_resets: bool,
@@ -313,10 +351,11 @@ def _decoder(lt: int, ifname: str | None, ifnames: Mapping[int, str] | None, onl
 class _Stream:
     """A read buffer over the file: `buf[pos:]` is unread, `base` is buf[0]'s file offset."""
 
-    __slots__ = ("base", "buf", "eof", "f", "pos")
+    __slots__ = ("base", "buf", "chunk", "eof", "f", "pos")
 
-    def __init__(self, f: Readable, head: bytes) -> None:
+    def __init__(self, f: Readable, head: bytes, chunk: int = 0) -> None:
         self.f, self.buf, self.pos, self.base, self.eof = f, head, 0, 0, False
+        self.chunk = chunk  # 0: the module's _CHUNK
 
     def more(self, need: int) -> bool:
         """Read at least `need` more bytes unless the file ends first; False at end of file."""
@@ -325,7 +364,7 @@ class _Stream:
         self.buf = b""  # let the old chunk go before the next one arrives
         got = 0
         while got < need or got == 0:
-            chunk = self.f.read(max(_CHUNK, need - got))
+            chunk = self.f.read(max(self.chunk or _CHUNK, need - got))
             if not chunk:
                 self.eof = True
                 break
@@ -341,18 +380,22 @@ def _truncated(st: PcapInfo, s: _Stream, what: str) -> None:
     st.error = f"truncated {what} at byte {s.base + s.pos}"
 
 
-def _read_pcap(s: _Stream, name: str, st: PcapInfo,
-               mk: Callable[..., _Decoder]) -> Iterator[RstPacket]:
+def _read_pcap(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Iface],
+               sink: BatchSink | None, cnt: list[int]) -> Iterator[RstPacket]:
     end_, div = _PCAP_MAGIC[s.buf[:4]]
     major, _minor, _zone, _sigfigs, _snap, network = struct.unpack_from(end_ + "HHiIII", s.buf, 4)
     if major != 2:
         raise PcapError(f"{name}: unsupported pcap version {major}.{_minor}")
     lt = network & 0xFFFF  # the upper bits carry the FCS length, not the link type
     st.format, st.linktypes, st.ts_precision = "pcap", [lt], _PRECISION[div]
-    decode = mk(lt, None, 1.0, 1 / div, 0)
+    iface = mk(lt, None, 1.0, 1 / div, 0)
+    s.pos = 24
+    if sink is not None:
+        _batch_pcap(s, name, st, end_, iface, sink, cnt)
+        return
+    decode = iface.decode
     rec = struct.Struct(end_ + "IIII").unpack_from
     maxcap = MAX_CAPLEN
-    s.pos = 24
     n = 0
     try:
         while True:
@@ -361,8 +404,7 @@ def _read_pcap(s: _Stream, name: str, st: PcapInfo,
             while pos + 16 <= blen:
                 sec, frac, caplen, origlen = rec(buf, pos)
                 if caplen > maxcap:
-                    raise PcapError(f"{name}: record at byte {s.base + pos} claims {caplen} bytes "
-                                    "(over 256 KiB): corrupt or not a capture")
+                    raise _too_big(name, s.base + pos, caplen)
                 nxt = pos + 16 + caplen
                 if nxt > blen:
                     need = nxt - blen
@@ -373,6 +415,52 @@ def _read_pcap(s: _Stream, name: str, st: PcapInfo,
                 if pkt is not None:
                     s.pos = pos
                     yield pkt
+            s.pos = pos
+            if not s.more(need):
+                if s.pos < len(s.buf):
+                    _truncated(st, s, "record")
+                return
+    finally:
+        st.packets += n
+
+
+def _too_big(name: str, at: int, caplen: int) -> PcapError:
+    return PcapError(f"{name}: record at byte {at} claims {caplen} bytes (over 256 KiB): corrupt "
+                     "or not a capture")
+
+
+def _batch_pcap(s: _Stream, name: str, st: PcapInfo, end_: str, iface: _Iface, sink: BatchSink,
+                cnt: list[int]) -> None:
+    """_read_pcap for a sink: find where each record starts, and hand them over by the buffer."""
+    cap = struct.Struct(end_ + "8xI").unpack_from
+    ifaces = [iface]
+    n = 0
+    try:
+        while True:
+            buf, pos, blen = s.buf, s.pos, len(s.buf)
+            found, pos = sink.find(buf, pos, False, end_)
+            starts: list[int] = []
+            add = starts.append
+            need = 16
+            last = blen - 16
+            # the sink checks the lengths (256 KiB at most) of all records at once
+            while pos <= last:
+                nxt = pos + 16 + cap(buf, pos)[0]
+                if nxt > blen:
+                    need = nxt - blen
+                    break
+                add(pos)
+                pos = nxt
+            total = len(found) + len(starts)
+            if total:
+                pieces = [found, starts]
+                done = sink(buf, pieces, False, end_, ifaces, cnt)
+                n += done
+                if done < total:
+                    at = _nth(pieces, done)
+                    raise _too_big(name, s.base + at, cap(buf, at)[0])
+            if pos <= last and cap(buf, pos)[0] > MAX_CAPLEN:
+                raise _too_big(name, s.base + pos, cap(buf, pos)[0])
             s.pos = pos
             if not s.more(need):
                 if s.pos < len(s.buf):
@@ -403,33 +491,74 @@ def _idb(body: bytes, e: str) -> tuple[int, int, str | None, int, int]:
     return lt, snaplen, ifname, div, tsoff
 
 
-def _read_pcapng(s: _Stream, name: str, st: PcapInfo,
-                 mk: Callable[..., _Decoder]) -> Iterator[RstPacket]:
+def _read_pcapng(s: _Stream, name: str, st: PcapInfo, mk: Callable[..., _Iface],
+                 sink: BatchSink | None, cnt: list[int]) -> Iterator[RstPacket]:
     st.format = "pcapng"
     e = "<"
     hdr = struct.Struct("<II").unpack_from
     epb = struct.Struct("<IIIII").unpack_from
     u32 = struct.Struct("<I").unpack_from
+    ifaces: list[_Iface] = []
     decoders: list[_Decoder] = []
     snaplens: list[int] = []
     precisions: list[str] = []
     maxcap, maxblock = MAX_CAPLEN, _MAX_BLOCK
+    batch: list[int] | None = [] if sink is not None else None
+    pieces: list[Sequence[int]] = []  # runs the sink found at once, before `batch`
     n = 0
 
     def bad(what: str, at: int) -> PcapError:
         return PcapError(f"{name}: {what} at byte {s.base + at}: corrupt or not a capture")
 
+    def check_epb(buf: bytes, pos: int) -> None:
+        """Raise what the one-packet loop below raises for a malformed packet block."""
+        bl = hdr(buf, pos)[1]
+        ifid, _hi, _lo, caplen, _orig = epb(buf, pos + 8)
+        if u32(buf, pos + bl - 4)[0] != bl:
+            raise bad("packet block whose two lengths differ", pos)
+        if caplen > bl - 32 or caplen > maxcap:
+            raise bad(f"packet block claiming {caplen} bytes", pos)
+        if ifid >= len(ifaces):
+            raise bad(f"packet for undeclared interface {ifid}", pos)
+        raise bad("packet block", pos)
+
+    def flush(buf: bytes) -> None:
+        nonlocal n
+        if sink is not None and batch is not None and (batch or pieces):
+            run = [*pieces, batch]
+            total = sum(map(len, run))
+            done = sink(buf, run, True, e, ifaces, cnt)
+            n += done
+            if done < total:
+                check_epb(buf, _nth(run, done))
+            pieces.clear()
+            batch.clear()
+
     try:
         while True:
             buf, pos, blen = s.buf, s.pos, len(s.buf)
             need = 12
+            fast = sink is not None  # let the sink find a run of packet blocks at once
             while pos + 12 <= blen:
+                if fast and sink is not None and batch is not None:
+                    fast = False
+                    found, pos = sink.find(buf, pos, True, e)
+                    if len(found):
+                        if batch:
+                            pieces.append(batch[:])
+                            batch.clear()
+                        pieces.append(found)
+                    continue
                 btype, bl = hdr(buf, pos)
                 if btype == 6 and 32 <= bl <= maxblock and not bl & 3:  # EPB: nearly every block
                     nxt = pos + bl
                     if nxt > blen:
                         need = nxt - blen
                         break
+                    if batch is not None:
+                        batch.append(pos)
+                        pos = nxt
+                        continue
                     ifid, hi, lo, caplen, origlen = epb(buf, pos + 8)
                     if u32(buf, nxt - 4)[0] != bl:
                         raise bad("packet block whose two lengths differ", pos)
@@ -444,6 +573,8 @@ def _read_pcapng(s: _Stream, name: str, st: PcapInfo,
                         s.pos = pos
                         yield pkt
                     continue
+                flush(buf)  # the blocks before this one belong to the section as it is now
+                fast = sink is not None
                 if btype == _SHB:
                     bom = buf[pos + 8:pos + 12]
                     if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
@@ -463,12 +594,14 @@ def _read_pcapng(s: _Stream, name: str, st: PcapInfo,
                 if btype == _SHB:
                     if bl < 28 or struct.unpack_from(e + "H", buf, pos + 12)[0] != 1:
                         raise bad("unsupported section header", pos)
-                    decoders, snaplens = [], []  # interface ids restart with every section
+                    # interface ids restart with every section
+                    ifaces, decoders, snaplens = [], [], []
                 elif btype == _IDB:
                     if bl < 20:
                         raise bad("short interface block", pos)
                     lt, snap, ifname, div, tsoff = _idb(buf[pos + 8:pos + bl - 4], e)
-                    decoders.append(mk(lt, ifname, (1 << 32) / div, 1 / div, tsoff))
+                    ifaces.append(mk(lt, ifname, (1 << 32) / div, 1 / div, tsoff))
+                    decoders.append(ifaces[-1].decode)
                     snaplens.append(snap)
                     if lt not in st.linktypes:
                         st.linktypes.append(lt)
@@ -494,6 +627,7 @@ def _read_pcapng(s: _Stream, name: str, st: PcapInfo,
                         yield pkt
                     continue
                 pos += bl  # statistics, name resolution, comments, keys: not needed here
+            flush(buf)
             s.pos = pos
             if not s.more(need):
                 if s.pos < len(s.buf):
@@ -510,7 +644,14 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
 
     Fills `info` as it goes; raises PcapError for anything unreadable, except a cut-short tail.
     """
-    src = path_or_fileobj
+    return _records(path_or_fileobj, ifnames, default_ifname, info, only_resets, None, 0)
+
+
+def _records(src: Source, ifnames: Mapping[int, str] | None, default_ifname: str | None,
+             info: PcapInfo | None, only_resets: bool, sink: BatchSink | None,
+             chunk: int) -> Iterator[RstPacket]:
+    """iter_resets, or with a sink: records go to it by the buffer, and only the packets of
+    pcapng's rarer packet blocks (simple, obsolete) are yielded, each where it comes."""
     is_path = isinstance(src, (str, os.PathLike))
     if is_path:
         name = os.fspath(src)  # type: ignore[arg-type]
@@ -521,9 +662,10 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
     cache: dict[bytes, tuple[str, str]] = {}  # shared by all interfaces of the file
     cnt = [0, 0, 0, 0]  # tcp, resets, non_tcp, snapped
 
-    def mk(lt: int, ifname: str | None, k: float, inv: float, tsoff: int) -> _Decoder:
-        return _decoder(lt, ifname or default_ifname, ifnames, only_resets, cnt, cache, k, inv,
-                        tsoff)
+    def mk(lt: int, ifname: str | None, k: float, inv: float, tsoff: int) -> _Iface:
+        label = ifname or default_ifname
+        return _Iface(lt, label, k, inv, tsoff,
+                      _decoder(lt, label, ifnames, only_resets, cnt, cache, k, inv, tsoff))
 
     try:
         with contextlib.ExitStack() as stack:
@@ -534,7 +676,7 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
                     raise PcapError(f"{name}: cannot open: {e.strerror or e}") from e
             else:
                 f = src  # type: ignore[assignment]
-            s = _Stream(f, b"")
+            s = _Stream(f, b"", chunk)
             s.more(28)
             head = s.buf
             if not head:
@@ -542,11 +684,11 @@ def iter_resets(path_or_fileobj: Source, *, ifnames: Mapping[int, str] | None = 
             if head[:4] == b"\x0a\x0d\x0d\x0a":
                 if len(head) < 28:
                     raise PcapError(f"{name}: pcapng section header cut short ({len(head)} bytes)")
-                yield from _read_pcapng(s, name, st, mk)
+                yield from _read_pcapng(s, name, st, mk, sink, cnt)
             elif head[:4] in _PCAP_MAGIC:
                 if len(head) < 24:
                     raise PcapError(f"{name}: pcap file header cut short ({len(head)} bytes)")
-                yield from _read_pcap(s, name, st, mk)
+                yield from _read_pcap(s, name, st, mk, sink, cnt)
             else:
                 hint = " (gzip-compressed: decompress it first)" if head[:2] == b"\x1f\x8b" else ""
                 raise PcapError(f"{name}: not a pcap or pcapng file "

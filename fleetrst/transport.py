@@ -172,6 +172,23 @@ class SSHStream:
         self.channel.close()
 
 
+class _Connection(Connection):
+    """fabric's Connection, with a time limit on the channel a bastion opens to the target.
+
+    fabric waits for that channel as long as paramiko's default (an hour); a target that
+    drops SYNs keeps the bastion's own connect() going for minutes.
+    """
+
+    def open_gateway(self) -> Any:
+        if not isinstance(self.gateway, Connection):
+            return super().open_gateway()
+        self.gateway.open()
+        return self.gateway.transport.open_channel(
+            kind="direct-tcpip", dest_addr=(self.host, int(self.port)), src_addr=("", 0),
+            timeout=self.connect_timeout,
+        )
+
+
 def _checked_connection(
     host: str, user: str | None, port: int | None, key_file: str | None, password: str | None,
     known_hosts: Path, accept_new: bool, gateway: Connection | bool, connect_timeout: float,
@@ -182,7 +199,7 @@ def _checked_connection(
         connect_kwargs["key_filename"] = [key_file]
     if password:
         connect_kwargs["password"] = password
-    conn = Connection(
+    conn = _Connection(
         host, user=user, port=port, connect_timeout=connect_timeout, connect_kwargs=connect_kwargs,
         gateway=gateway,
     )
@@ -292,6 +309,10 @@ def _transient(e: BaseException) -> bool:
     """Errors an overloaded sshd (past MaxStartups) gives: worth retrying."""
     if isinstance(e, (ConnectionResetError, EOFError)):
         return True
+    if isinstance(e, paramiko.ChannelException):
+        # A bastion short of resources may open the channel a moment later; "connect failed"
+        # or "administratively prohibited" will not change.
+        return e.code == paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE
     if isinstance(e, paramiko.SSHException) and not isinstance(
         e, (paramiko.AuthenticationException, paramiko.BadHostKeyException)
     ):
@@ -388,6 +409,10 @@ class SSHTransport:
             raise HostError(f"the bastion {self.jump} could not reach {where}: {e.text}") from e
         except paramiko.SSHException as e:
             msg = str(e)
+            if self.jump and "timeout opening channel" in msg.lower():
+                raise HostError(
+                    f"timed out connecting to {where} (the bastion {self.jump} got no answer "
+                    f"within {self.conn.connect_timeout:.0f} s)") from e
             # A server that never sends a banner surfaces as either message, depending on timing.
             if "banner" in msg.lower() or "no existing session" in msg.lower():
                 msg = "no SSH banner in time (not an SSH server, or sshd overloaded)"

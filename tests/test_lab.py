@@ -28,6 +28,7 @@ from fleetrst.lab import (
     load_lab,
     parse_used_networks,
     pick_subnet,
+    pick_subnets,
     plan_lab,
     register_cli,
 )
@@ -118,6 +119,18 @@ def test_subnet_is_the_first_free_aligned_block() -> None:
         pick_subnet(0, [])
 
 
+def test_a_bastion_lab_takes_a_small_bridge_block_and_a_disjoint_inner_block() -> None:
+    net = ipaddress.IPv4Network
+    assert pick_subnets(4, False, []) == (net("198.18.0.0/29"), None)
+    # The bridge holds only the bastion; the inner block the bastion's address and the hosts.
+    assert pick_subnets(60, True, []) == (net("198.18.0.0/30"), net("198.18.0.64/26"))
+    assert pick_subnets(61, True, [net("198.18.0.0/26")]) == (net("198.18.0.64/30"),
+                                                              net("198.18.0.128/26"))
+    assert pick_subnets(125, True, []) == (net("198.18.0.0/30"), net("198.18.0.128/25"))
+    with pytest.raises(LabError, match="no free"):
+        pick_subnets(126, True, [])
+
+
 def test_used_networks_come_from_addresses_and_routes_but_not_the_default() -> None:
     addrs = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
              "4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\ valid_lft forever\n")
@@ -139,7 +152,8 @@ def test_cli_parses_up_and_down(capsys: pytest.CaptureFixture[str]) -> None:
                               "closed_port,quiet", "--ttl", "60"])
     assert (args.hosts, args.seed, args.scenarios, args.ttl) == (3, 9, ["closed_port", "quiet"],
                                                                  60.0)
-    assert args.dir == Path("fleetrst-lab") and callable(args.func)
+    assert args.dir == Path("fleetrst-lab") and callable(args.func) and not args.bastion
+    assert parser.parse_args(["lab", "up", "--bastion"]).bastion
     assert callable(parser.parse_args(["lab", "down", "--dir", "/tmp/x"]).func)
     with pytest.raises(SystemExit):
         parser.parse_args(["lab", "up", "--scenarios", "closed_port,nope"])
@@ -315,3 +329,44 @@ def test_cli_brings_a_lab_up_and_down(tmp_path: Path, capsys: pytest.CaptureFixt
         _assert_gone(record)
     finally:
         lab_down(tmp_path)
+
+
+def _unreachable_routes() -> set[str]:
+    out = subprocess.run(["ip", "-4", "route", "show", "type", "unreachable"], capture_output=True,
+                         text=True, check=True).stdout
+    return {line.split()[1] for line in out.splitlines() if line.startswith("unreachable ")}
+
+
+@pytest.mark.lab
+def test_a_bastion_lab_hides_its_hosts_and_comes_down_completely(tmp_path: Path) -> None:
+    seed = random.SystemRandom().randrange(1, 2**31)
+    print(f"\nlab seed: {seed}")
+    try:
+        # A sweep with no other busy host: its scanner runs on the bastion, the hosts' neighbour.
+        state = lab_up(tmp_path, 2, seed=seed, scenarios=["port_sweep", "quiet"], ttl=120.0,
+                       bastion=True)
+        record = json.loads((tmp_path / "lab.json").read_text())
+        jump = state.bastion
+        assert jump is not None and load_lab(tmp_path).bastion == jump
+        assert record["routes"] == [jump.inner_subnet]
+        assert jump.inner_subnet in _unreachable_routes()
+        sweep = state.hosts[0]
+        assert sweep.expected["peer"] == jump.inner_address
+        scanner = next(p for p in record["processes"] if p["scenario"] == "port_sweep")
+        assert scanner["namespace"] == jump.namespace
+        assert os.stat(f"/proc/{scanner['pid']}/ns/net").st_ino == os.stat(
+            f"/run/netns/{jump.namespace}").st_ino
+        # OpenSSH itself gets in through the bastion with the lab's ssh_config (a ProxyJump's
+        # own ssh reads -F, not -o), and only through it.
+        ssh = subprocess.run(
+            ["ssh", "-F", str(tmp_path / "ssh_config"), "-o", "ConnectTimeout=10",
+             "-J", f"root@{jump.address}", f"root@{sweep.address}", "ip -4 -o addr show eth0"],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert ssh.returncode == 0 and f"{sweep.address}/" in ssh.stdout, ssh.stderr
+        direct = _ssh(state, sweep.address, "true")
+        assert direct.returncode == 255, direct
+    finally:
+        lab_down(tmp_path)
+    _assert_gone(record)
+    assert jump.inner_subnet not in _unreachable_routes()
+    assert not (tmp_path / "lab.json").exists()

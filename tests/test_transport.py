@@ -1,7 +1,9 @@
 """Connection settings derived from inventory variables and ssh_config (no network)."""
 
+import paramiko
+
 from fleetrst.model import Host
-from fleetrst.transport import _parse_jump, jump_spec
+from fleetrst.transport import _parse_jump, _transient, jump_spec
 
 
 def host(**vars: str) -> Host:
@@ -11,6 +13,9 @@ def host(**vars: str) -> Host:
 def test_jump_from_ansible_proxyjump_option() -> None:
     assert jump_spec(host(ansible_ssh_common_args="-o ProxyJump=ops@bastion:2222"), {}) == "ops@bastion:2222"
     assert jump_spec(host(ansible_ssh_extra_args="-J bastion"), {}) == "bastion"
+    # As the bastion lab writes it: an ssh_config for OpenSSH's own jump, then the jump.
+    args = "-F /tmp/lab/ssh_config -o ProxyJump=root@198.18.0.2 -o UserKnownHostsFile=/tmp/k"
+    assert jump_spec(host(ansible_ssh_common_args=args), {}) == "root@198.18.0.2"
 
 
 def test_jump_from_the_classic_proxycommand_idiom() -> None:
@@ -31,3 +36,16 @@ def test_jump_spec_parts() -> None:
     assert _parse_jump("ops@gw:2222") == ("ops", "gw", 2222)
     assert _parse_jump("gw") == (None, "gw", None)
     assert _parse_jump("root@[fd00::1]:22,second") == ("root", "fd00::1", 22)
+
+
+def test_which_handshake_failures_are_retried() -> None:
+    # An sshd past MaxStartups closes or resets the connection before or during the banner.
+    assert _transient(EOFError())
+    assert _transient(ConnectionResetError())
+    assert _transient(paramiko.SSHException("Error reading SSH protocol banner"))
+    assert not _transient(paramiko.AuthenticationException("Authentication failed."))
+    # A bastion's refusal to open the channel: only a shortage of resources may pass.
+    assert _transient(paramiko.ChannelException(4, "Resource shortage"))
+    assert not _transient(paramiko.ChannelException(2, "Connect failed"))
+    assert not _transient(paramiko.ChannelException(1, "Administratively prohibited"))
+    assert not _transient(paramiko.SSHException("Timeout opening channel."))

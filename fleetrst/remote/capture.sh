@@ -380,11 +380,10 @@ run() {
     done
     say "done time=$(now)"
 
-    # Wait for the orchestrator to fetch, but not forever.
-    ( sleep "$collect_timeout"; kill -USR1 "$me" 2>/dev/null ) &
-    TIMER_PID=$!
+    # Wait for the orchestrator to fetch, but not forever: the end of the lease interrupts
+    # the nap. (A timer in a subshell would leave its sleep behind, holding our stdout.)
     trap 'exec >/dev/null 2>&1; cleanup; exit 0' USR1 HUP TERM INT
-    wait "$WATCH_PID" 2>/dev/null
+    nap "$collect_timeout"
     exec >/dev/null 2>&1
     cleanup
     exit 0

@@ -1,5 +1,5 @@
-"""Filters for playbooks/capture.yml: read what fleetrst's host script prints, and name and record
-things exactly as `fleetrst scan` does, so that `fleetrst analyze` reads the result the same way.
+"""Filters of the fleetrst role: read what fleetrst's host script prints, and name things
+exactly as `fleetrst scan` does, so that `fleetrst analyze` reads the result the same way.
 
 Plain Python on purpose: the Ansible controller needs nothing but ansible-core, not fleetrst.
 The parsing mirrors fleetrst/collect.py (parse_kv, host_dir_names, host_token, the interface
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
 from typing import Any
 
@@ -19,6 +18,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _TAG = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
 _RESERVED = ("index.html", "summary.json", "junit.xml", "run.json")
 NEEDED_TOOLS = ("timeout", "ip", "ss", "awk", "sha256sum")
+_NOT_FETCHED = ("capture.sh", "owner.pid")
 
 
 def _one_line(text: Any) -> str:
@@ -169,96 +169,13 @@ def fleetrst_status(text: str) -> dict[str, Any]:
                 errors.append(f"unreadable line from the host: {line[:80]!r}")
         elif key == "file":
             size, sha, name = rest.split(" ", 2)
-            # Never the script itself, never anything outside the folder.
-            if name != "capture.sh" and "/" not in name and not name.startswith("."):
+            # Not the script nor its pid file (as fleetrst scan), nothing outside the folder.
+            if name not in _NOT_FETCHED and "/" not in name and not name.startswith("."):
                 files.append({"name": name, "size": int(size), "sha256": sha})
         elif line.startswith("error="):
             errors.append(line[6:])
     return {"window_host": window, "files": files, "done": "done" in window,
             "error": _one_line("; ".join(errors)) if errors else None}
-
-
-def fleetrst_verify(files: list[dict[str, Any]], directory: str) -> dict[str, Any]:
-    """Size and sha256 of each fetched file against what the host reported (on the controller)."""
-    good: dict[str, dict[str, Any]] = {}
-    damaged: list[str] = []
-    for f in files:
-        path = os.path.join(directory, f["name"])
-        digest = hashlib.sha256()
-        try:
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            size = os.path.getsize(path)
-        except OSError as e:
-            damaged.append(f"{f['name']} was not fetched ({e.strerror or e})")
-            continue
-        if size != f["size"] or digest.hexdigest() != f["sha256"]:
-            damaged.append(f"{f['name']} arrived damaged ({size} of {f['size']} bytes, "
-                           "sha256 mismatch)")
-            continue
-        good[f["name"]] = {"size": f["size"], "sha256": f["sha256"]}
-    return {"files": good, "damaged": damaged}
-
-
-def fleetrst_host_record(state: Any, name: str, address: Any, port: Any, user: Any,
-                         connection: Any, directory: str, window_start: Any = None) -> dict[str, Any]:
-    """host.json for one host, as collect.py writes it, from what the play recorded; the fetched
-    files are checked here, on the controller, against the sizes and sha256 the host reported."""
-    if not state:
-        state = {"status": "failed",
-                 "error": "the host left the play before it was recorded (unreachable mid-run?)"}
-    try:
-        port_number: int | None = int(port)
-    except (TypeError, ValueError):
-        port_number = None
-    record: dict[str, Any] = {
-        "name": name,
-        "address": str(address),
-        "port": port_number,
-        "user": user or None,
-        "connection": "local" if connection == "local" else "ssh",
-        "status": state.get("status") or "failed",
-        "error": state.get("error") or None,
-        "notes": list(state.get("notes") or []),
-        "facts": dict(state.get("facts") or {}),
-        "become": bool(state.get("become")),
-        "window_host": dict(state.get("window_host") or {}),
-        "captures": list(state.get("captures") or []),
-        "files": {},
-        "cleanup": state.get("cleanup") or "not started",
-        "collector": "ansible",
-    }
-    fetched = state.get("fetched") or []
-    if fetched:
-        checked = fleetrst_verify(fetched, directory)
-        record["files"] = checked["files"]
-        if checked["damaged"]:
-            record["status"], record["error"] = "failed", checked["damaged"][0]
-    started = record["window_host"].get("started")
-    if started is not None and window_start not in (None, ""):
-        late = float(started) - float(window_start)
-        if late > 1.0:
-            record["notes"].append(
-                f"the host started the window {late:.1f} s late: the playbook needed more time "
-                "than fleetrst_arm_margin to start every host")
-    return record
-
-
-def fleetrst_run_hosts(dirs: dict[str, str], hosts: list[str]) -> list[dict[str, str]]:
-    """run.json's "hosts": every host of the play and its folder, in inventory order."""
-    return [{"name": h, "directory": dirs[h]} for h in hosts]
-
-
-def fleetrst_version(script: str) -> str:
-    """The version of the fleetrst whose capture.sh the play runs."""
-    init = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(script))), "__init__.py")
-    try:
-        with open(init, encoding="utf-8") as fh:
-            match = re.search(r'^__version__ = "([^"]+)"', fh.read(), re.MULTILINE)
-    except OSError:
-        match = None
-    return match[1] if match else "unknown"
 
 
 class FilterModule:
@@ -272,8 +189,4 @@ class FilterModule:
             "fleetrst_preflight": fleetrst_preflight,
             "fleetrst_capture_args": fleetrst_capture_args,
             "fleetrst_status": fleetrst_status,
-            "fleetrst_verify": fleetrst_verify,
-            "fleetrst_host_record": fleetrst_host_record,
-            "fleetrst_run_hosts": fleetrst_run_hosts,
-            "fleetrst_version": fleetrst_version,
         }
