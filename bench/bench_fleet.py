@@ -19,6 +19,10 @@ the orchestrator (largest process, from GNU time) and of its whole process tree 
 0.5 s); CPU seconds; SSH connections per host (ESTABLISHED sockets on port 22 in each host's
 namespace, sampled every 0.25 s: the most at once, and how many different ones were seen);
 and how many hosts came back ok. The lab is taken down at the end, also on failure.
+
+The lab hosts share this machine's /root: unless --machine-rc is given, their sshds are told to
+start commands without this machine's ~/.bashrc (see plain_shells), which a real host's shell
+would not read either.
 Needs root. A lab of more than 61 hosts needs the whole 198.18.0.0/24: the script waits (up to
 --wait-pool seconds) for other labs to go.
 """
@@ -26,12 +30,15 @@ Needs root. A lab of more than 61 hosts needs the whole 198.18.0.0/24: the scrip
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,12 +135,25 @@ def run_measured(cmd: list[str], env: dict[str, str] | None, sshd: dict[str, int
     lines: list[tuple[float, str]] = []
     t0 = time.time()
     p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                         cwd=cwd, text=True, errors="replace")
+                         cwd=cwd, text=True, errors="replace", start_new_session=True)
     sampler = Sampler(p.pid, sshd)
     sampler.start()
     assert p.stdout is not None
-    for line in p.stdout:
-        lines.append((time.time(), line.rstrip("\n")))
+    try:
+        for line in p.stdout:
+            lines.append((time.time(), line.rstrip("\n")))
+    except BaseException:
+        # stopped: take the run down with us (its own process group), then clean up above
+        sampler.stop.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        raise
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = rc = os.waitstatus_to_exitcode(status)
     t1 = time.time()
@@ -164,7 +184,7 @@ def iso_time(text: str) -> float:
 
 def window_facts(run_dir: Path) -> dict[str, Any]:
     run = json.loads((run_dir / "run.json").read_text())
-    starts, statuses = [], {"ok": 0, "partial": 0, "failed": 0}
+    starts, counted, statuses = [], [], {"ok": 0, "partial": 0, "failed": 0}
     for h in run["hosts"]:
         path = run_dir / h["directory"] / "host.json"
         if not path.exists():
@@ -172,15 +192,22 @@ def window_facts(run_dir: Path) -> dict[str, Any]:
             continue
         doc = json.loads(path.read_text())
         statuses[doc.get("status", "failed")] = statuses.get(doc.get("status", "failed"), 0) + 1
+        offset = float((doc.get("facts") or {}).get("clock_offset_s") or 0.0)
         started = (doc.get("window_host") or {}).get("started")
         if started:
-            offset = (doc.get("facts") or {}).get("clock_offset_s") or 0.0
-            starts.append(float(started) - float(offset))
+            starts.append(float(started) - offset)
+        # the start counters' own time: when the host began its snapshot of the window's start
+        counters = run_dir / h["directory"] / "counters-start.txt"
+        if counters.exists():
+            for line in counters.read_text().splitlines()[:5]:
+                if line.startswith("time="):
+                    counted.append(float(line[5:]) - offset)
     w = run.get("window") or {}
     return {
         "window_start": iso_time(w["start"]) if w.get("start") else None,
         "window_end": iso_time(w["end"]) if w.get("end") else None,
         "spread_s": (max(starts) - min(starts)) if starts else None,
+        "counters_spread_s": (max(counted) - min(counted)) if counted else None,
         "started_hosts": len(starts), "status": statuses,
     }
 
@@ -223,6 +250,41 @@ def lab_up_waiting(directory: Path, n: int, wait: float) -> Any:
                 raise
             print(f"  waiting for 198.18.0.0/24 to be free ({e})", file=sys.stderr, flush=True)
             time.sleep(10)
+
+
+def plain_shells(lab_dir: Path) -> None:
+    """Have the lab's sshds start commands without reading this machine's ~/.bashrc.
+
+    The lab hosts share this machine's /root; its .bashrc may be slow (pyenv: ~0.8 s and a lock
+    per shell) and every command a scan runs starts a shell. A real host's shells do not pay
+    for this machine's rc files: SHLVL=1 makes bash skip them (as fleetrst.lab already does for
+    hosts behind a bastion). sshd rereads its configuration on SIGHUP, under the same PID.
+    """
+    doc = json.loads((lab_dir / "lab.json").read_text())
+    pids = sshd_pids(lab_dir)
+    for h in doc["hosts"]:
+        config = lab_dir / "hosts" / h["name"] / "sshd_config"
+        text = config.read_text()
+        if "SetEnv SHLVL=1" not in text:
+            config.write_text(text.rstrip("\n") + "\nSetEnv SHLVL=1\n")
+            os.kill(pids[h["name"]], signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    for h in doc["hosts"]:
+        while not banner(h["address"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sshd of {h['name']} did not come back after SIGHUP")
+            time.sleep(0.1)
+
+
+def banner(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=0.5) as sock:
+            sock.settimeout(2.0)
+            ok = sock.recv(64).startswith(b"SSH-")
+            sock.sendall(b"SSH-2.0-fleetrst-bench-probe\r\n")
+            return ok
+    except OSError:
+        return False
 
 
 def sshd_pids(lab_dir: Path) -> dict[str, int]:
@@ -295,6 +357,8 @@ def summarize(name: str, n: int, window: float, r: dict[str, Any]) -> dict[str, 
         "before_window_s": round(ws - r["t0"], 2) if ws else None,
         "after_window_s": round(r["t1"] - we, 2) if we else None,
         "spread_s": None if r.get("spread_s") is None else round(r["spread_s"], 3),
+        "counters_spread_s": None if r.get("counters_spread_s") is None
+        else round(r["counters_spread_s"], 3),
         "started_hosts": r.get("started_hosts"), "status": r.get("status"),
         "cpu_s": round(r["cpu_s"], 1), "rss_mb": round(r["rss_mb"]),
         "tree_rss_mb": round(r["tree_rss_mb"]),
@@ -306,12 +370,13 @@ def summarize(name: str, n: int, window: float, r: dict[str, Any]) -> dict[str, 
 
 def table(rows: list[dict[str, Any]], window: float) -> str:
     out = [("| hosts | tool | total s | beyond window s | before / after window s | "
-            "start spread s | ok / partial / failed | CPU s | peak RSS MB (largest / tree) | "
+            "start spread s (started / counters) | ok / partial / failed | CPU s | peak RSS MB (largest / tree) | "
             "SSH conns per host (most at once / seen, median) |"),
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         st = r.get("status") or {}
-        spread = "–" if r["spread_s"] is None else f"{r['spread_s']:.3f}"
+        spread = " / ".join("–" if r.get(k) is None else f"{r[k]:.2f}"
+                            for k in ("spread_s", "counters_spread_s"))
         out.append(
             f"| {r['hosts']} | {r['tool']} | {r['total_s']:.1f} | {r['beyond_window_s']:.1f} | "
             f"{r['before_window_s']} / {r['after_window_s']} | {spread} | "
@@ -339,12 +404,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="Ansible forks to try: numbers, 'default' (5) and 'N' (= hosts)")
     ap.add_argument("--no-ansible", action="store_true")
     ap.add_argument("--wait-pool", type=float, default=900.0)
+    ap.add_argument("--machine-rc", action="store_true",
+                    help="leave the lab hosts' shells reading this machine's ~/.bashrc")
     ap.add_argument("--json", help="write the rows here too")
     ap.add_argument("--keep", help="keep the run directories and outputs in this directory")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_fleet needs root (network namespaces)", file=sys.stderr)
         return 2
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # also when started in the background, where SIGINT comes ignored: the labs come down
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     from fleetrst.lab import lab_down
     tool = None if a.no_ansible or not PLAYBOOK.exists() else ansible_playbook()
     base = Path(a.keep).resolve() if a.keep else Path(tempfile.mkdtemp(prefix="fleetrst-fleet-"))
@@ -358,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  lab of {n} hosts ...", file=sys.stderr, flush=True)
             lab = lab_up_waiting(lab_dir, n, a.wait_pool)
             try:
+                if not a.machine_rc:
+                    plain_shells(lab_dir)
                 print(f"  lab up in {time.monotonic() - t:.0f} s; fleetrst scan ...",
                       file=sys.stderr, flush=True)
                 work = base / f"fleetrst-{n}"

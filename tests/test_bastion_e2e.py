@@ -230,7 +230,7 @@ def test_plain_parallel_ssh_jumps_through_the_same_bastion_are_refused(behind: L
     config = behind.directory / "ssh_config"
     logged = len(_log_lines(behind))
     procs = [subprocess.Popen(
-        ["ssh", "-F", str(config), "-o", "ConnectTimeout=5", "-J", f"root@{jump.address}",
+        ["ssh", "-F", str(config), "-o", "ConnectTimeout=3", "-J", f"root@{jump.address}",
          f"root@{h.address}", "true"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for h in behind.hosts]

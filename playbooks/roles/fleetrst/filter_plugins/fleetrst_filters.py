@@ -162,9 +162,9 @@ def fleetrst_status(text: str) -> dict[str, Any]:
     errors: list[str] = []
     for line in text.splitlines():
         key, _, rest = line.partition(" ")
-        if key in ("started", "ended", "done"):
+        if key in ("armed", "started", "ended", "done") and "time=" in rest:
             try:
-                window[key] = float(rest.partition("=")[2] or 0)
+                window[key] = float(rest.rpartition("time=")[2])
             except ValueError:
                 errors.append(f"unreadable line from the host: {line[:80]!r}")
         elif key == "file":

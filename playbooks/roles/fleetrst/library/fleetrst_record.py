@@ -122,8 +122,9 @@ def unbundle(directory: str, files: list[dict[str, Any]]) -> tuple[dict[str, Any
     return good, problems
 
 
-def host_record(entry: dict[str, Any], out: str) -> dict[str, Any]:
-    """host.json for one host, with its files split out of the bundle and checked."""
+def host_record(entry: dict[str, Any], out: str, duration: float = 0.0) -> dict[str, Any]:
+    """host.json for one host, with its files split out of the bundle and checked; a host that
+    started after the window (`duration` seconds from window_start) had ended has failed."""
     state = entry.get("state") or {
         "status": "failed",
         "error": "the host left the play before it was recorded (unreachable mid-run?)",
@@ -159,12 +160,21 @@ def host_record(entry: dict[str, Any], out: str) -> dict[str, Any]:
             record["notes"] += problems[1:]
     started = _snapshot_time(os.path.join(directory, "counters-start.txt"))
     window_start = entry.get("window_start")
-    if started is not None and window_start not in (None, ""):
+    if started is not None and window_start not in (None, "") and record["status"] != "failed":
         late = started - float(window_start)
-        if late > 1.0:
-            record["notes"].append(
-                f"the host started the window {late:.1f} s late: the play needed more time than "
-                "fleetrst_arm_margin to start every host")
+        armed = record["window_host"].get("armed")
+        # capture.sh must be running LEAD (1 s) before the start to have its captures up.
+        if armed is not None and float(armed) > float(window_start) - 1.0:
+            why = ("the play needed more time than fleetrst_arm_margin to start every host "
+                   "(raise it, or --forks)")
+        else:
+            why = "the host was too busy to start its captures on time"
+        if duration and late >= duration:
+            record["status"] = "failed"
+            record["error"] = f"the host started {late:.1f} s late, after the window had ended: {why}"
+        elif late > 1.0:
+            record["notes"].append(f"the host started the window {late:.1f} s late: {why}; its "
+                                   "numbers cover the rest of the window")
     # The window's own copies win; the preflight's cover hosts that never got that far.
     for key, fname in (("ip_link", "ip-link.txt"), ("ip_addr", "ip-addr.txt")):
         text = state.get(key)
@@ -188,8 +198,9 @@ def main() -> None:
     out = module.params["out"]
     try:
         os.makedirs(out, exist_ok=True)
-        written = [host_record(entry, out) for entry in module.params["hosts"]]
         run = dict(module.params["run"])
+        duration = float((run.get("window") or {}).get("seconds") or 0)
+        written = [host_record(entry, out, duration) for entry in module.params["hosts"]]
         run["fleetrst_version"] = _version(module.params["script"])
         run["hosts"] = [{"name": e["name"], "directory": e["directory"]}
                         for e in module.params["hosts"]]
