@@ -24,7 +24,7 @@ from .transport import JumpPool, LocalTransport, SSHTransport, Stream, Transport
 
 LEAD = 1.0  # the host side starts tcpdump this long before the window (capture.sh)
 TAIL = 1.0  # and stops it this long after
-ARM_MARGIN = 2.5  # seconds between the end of preflight and the window start
+START_MARGIN = LEAD + 0.5  # from "all armed" to the window start: tcpdump starts LEAD before it
 DEFAULT_CAP_MB = 64  # per interface and window
 DEFAULT_HOST_SCRIPT = "/usr/local/lib/fleetrst/capture.sh"
 
@@ -336,7 +336,6 @@ class Scan:
         """Start the host side for the agreed window; it waits for the start by its own clock."""
         assert hr.transport is not None
         opts = self.options
-        start_host = self.window["start"] + hr.offset
         cap_bytes = opts.cap_mb * 1024 * 1024
         free_kb = hr.facts.get("free_kb")
         if isinstance(free_kb, int) and hr.captures:
@@ -355,7 +354,7 @@ class Scan:
         d = quote(hr.remote_dir)
         cmd = self._host(
             hr,
-            f"run {d} {start_host:.6f} {opts.duration:.3f} {cap_blocks} {int(opts.collect_timeout)} {trace} "
+            f"run {d} wait {opts.duration:.3f} {cap_blocks} {int(opts.collect_timeout)} {trace} "
             f"-- {ifargs}",
         )
         hr.stream = hr.transport.start(cmd)
@@ -367,6 +366,15 @@ class Scan:
             err = hr.stream.stderr().strip() or (line or "no answer")
             raise HostError(f"host side did not start: {err[:200]}")
         self.progress("armed", {"host": hr})
+
+    def _start(self, armed: list[HostRun]) -> None:
+        """Tell every armed host the start instant, by its own clock."""
+        for hr in armed:
+            assert hr.stream is not None
+            try:
+                hr.stream.send(f"start={self.window['start'] + hr.offset:.6f}\n".encode())
+            except HostError as e:
+                hr.fail(str(e))
 
     def collect(self, hr: HostRun) -> None:
         """Wait for the host side to finish, fetch and verify every file, then release it."""
@@ -440,11 +448,14 @@ class Scan:
             self._pool(self.connect_and_preflight, self.hosts, "preflight")
             ready = [h for h in self.hosts if h.alive and h.transport is not None]
             if ready and not self.aborted.is_set():
-                self.window["start"] = time.time() + ARM_MARGIN + 0.02 * len(ready) / max(1, opts.forks)
-                self.window["end"] = self.window["start"] + opts.duration
-                self._write_run_json()
+                # Arm everyone first, then agree on the start: a slow host cannot make the
+                # others start early, and the start waits only as long as arming really took.
                 self._pool(self.arm, ready, "arm")
                 armed = [h for h in ready if h.alive and h.stream is not None]
+                self.window["start"] = time.time() + START_MARGIN
+                self.window["end"] = self.window["start"] + opts.duration
+                self._write_run_json()
+                self._start(armed)
                 self._wait_window()
                 self._pool(self.collect, armed, "collect")
         except BaseException:

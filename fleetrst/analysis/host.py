@@ -153,9 +153,13 @@ def verdict(host: dict[str, Any]) -> dict[str, str]:
     findings = host.get("findings") or []
     if not findings:
         secs = host.get("window", {}).get("seconds", 0)
-        ifs = ", ".join(i for i in host.get("resets", {}).get("by_interface", {})) or "no interface"
+        names = list(host.get("resets", {}).get("by_interface", {}))
+        if len(names) > 4:
+            ifs = f"{len(names)} interfaces ({', '.join(names[:3])}, ...)"
+        else:
+            ifs = ", ".join(names) or "no interface"
         extra = f" ({host['error']})" if host.get("error") else ""
-        return {"severity": "ok", "text": f"No TCP resets in the {secs:.0f} s window on {ifs}{extra}."}
+        return {"severity": "ok", "text": f"No TCP resets in the {secs:.1f} s window on {ifs}{extra}."}
     top = findings[0]
     more = f" (+{len(findings) - 1} more finding{'s' if len(findings) > 2 else ''})" if len(findings) > 1 else ""
     return {"severity": top["severity"], "text": top["summary"] + more}

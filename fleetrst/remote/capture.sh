@@ -263,10 +263,13 @@ on_lease_end() {
 run() {
     # The whole run is time-boxed, whatever happens to the orchestrator or this shell.
     if [ -z "${FLEETRST_TIMEBOXED:-}" ] && [ "$#" -ge 6 ]; then
-        check_number "$2"
+        first=$2
+        # START=wait: the start instant comes later on stdin; allow a few minutes for it.
+        [ "$first" = wait ] && first=$(awk -v n="$(now)" 'BEGIN { printf "%.3f\n", n + 300 }')
+        check_number "$first"
         check_number "$3"
         check_number "$5"
-        life=$(awk -v s="$2" -v d="$3" -v c="$5" -v n="$(now)" \
+        life=$(awk -v s="$first" -v d="$3" -v c="$5" -v n="$(now)" \
             'BEGIN { x = s - n; if (x < 0) x = 0; x = x + d + c + 30; if (x > 14400) x = 14400; printf "%d\n", x }')
         FLEETRST_TIMEBOXED=1
         export FLEETRST_TIMEBOXED
@@ -282,7 +285,8 @@ run() {
     fi
     DIR=$1 start=$2 duration=$3 cap_blocks=$4 collect_timeout=$5 trace=$6
     check_dir "$DIR"
-    for n in "$start" "$duration" "$cap_blocks" "$collect_timeout"; do check_number "$n"; done
+    for n in "$duration" "$cap_blocks" "$collect_timeout"; do check_number "$n"; done
+    [ "$start" = wait ] || check_number "$start"
     shift 6
     lease_file=
     case ${1:-} in
@@ -300,6 +304,16 @@ run() {
     NAP_PID=
     TIMER_PID=
     me=$$
+    waited=
+    if [ "$start" = wait ]; then
+        waited=1
+        # Armed first, started later: the orchestrator sends "start=EPOCH" (this host's clock)
+        # once every host is armed, so a slow host cannot make the others start early.
+        say "armed pid=$$ time=$(now)"
+        IFS= read -r go || { rm -rf -- "$DIR"; exit 3; }
+        start=${go#start=}
+        check_number "$start"
+    fi
     if [ -n "$lease_file" ]; then
         # The lease is a file: it ends when the orchestrator removes it.
         (
@@ -321,7 +335,7 @@ run() {
     say "$$" >"$DIR/owner.pid"
 
     # Tell the orchestrator we are alive, then wait for the capture to be armed.
-    say "armed pid=$$ time=$(now)"
+    [ -n "$waited" ] || say "armed pid=$$ time=$(now)"
     nap "$(until_epoch "$(awk -v s="$start" -v l="$LEAD" 'BEGIN { printf "%.6f", s - l }')")"
 
     ip -o link show >"$DIR/ip-link.txt" 2>/dev/null
