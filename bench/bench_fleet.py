@@ -293,13 +293,16 @@ def sshd_pids(lab_dir: Path) -> dict[str, int]:
             if p.get("role") == "sshd" and p.get("host") and p["host"] != "bastion"}
 
 
-def fleetrst_run(lab: Any, lab_dir: Path, window: float, work: Path, forks: int | None
-                 ) -> dict[str, Any]:
+def fleetrst_run(lab: Any, lab_dir: Path, window: float, work: Path, forks: int | None,
+                 profile: str | None = None) -> dict[str, Any]:
     out = work / "run"
     cmd = [sys.executable, "-m", "fleetrst", "scan", str(lab.inventory), "--known-hosts",
            str(lab.known_hosts), "--duration", f"{window:g}", "-o", str(out), "-v"]
     if forks:
         cmd += ["-f", str(forks)]
+    if profile:  # py-spy's samples of every thread (CPU only), as collapsed stacks
+        cmd = ["py-spy", "record", "-r", "50", "-f", "raw", "-o", f"{profile}-{lab_dir.name}",
+               "--", *cmd]
     r = run_measured(cmd, None, sshd_pids(lab_dir), work)
     r.update(window_facts(out))
     r["stages"] = scan_stages(r.pop("lines"), r["t0"])
@@ -403,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forks-ansible", default="default,N",
                     help="Ansible forks to try: numbers, 'default' (5) and 'N' (= hosts)")
     ap.add_argument("--no-ansible", action="store_true")
+    ap.add_argument("--py-spy", metavar="PREFIX",
+                    help="profile the scan with py-spy (its RSS and CPU then include py-spy's)")
     ap.add_argument("--wait-pool", type=float, default=900.0)
     ap.add_argument("--machine-rc", action="store_true",
                     help="leave the lab hosts' shells reading this machine's ~/.bashrc")
@@ -438,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
                 work = base / f"fleetrst-{n}"
                 work.mkdir(exist_ok=True)
-                r = fleetrst_run(lab, lab_dir, a.window, work, a.forks or None)
+                r = fleetrst_run(lab, lab_dir, a.window, work, a.forks or None, a.py_spy)
                 rows.append(summarize("fleetrst scan", n, a.window, r))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 if tool is None:

@@ -40,6 +40,12 @@ SCRIPT = ROOT / "fleetrst" / "remote" / "capture.sh"
 FACTS = Path(__file__).parent / "data" / "facts"
 
 
+@pytest.fixture(autouse=True)
+def _ansible_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ansible's own state (~/.ansible: local temp files, caches) goes to the test's directory."""
+    monkeypatch.setenv("ANSIBLE_HOME", str(tmp_path / "ansible-home"))
+
+
 def ansible_tool(name: str) -> str:
     """An ansible-core command; skipped without it, except under CI, where it must be there."""
     found = shutil.which(name)

@@ -28,6 +28,12 @@ TWIN = DATA / "twin"
 TWINS = ("inventory.yml", "inventory.ini")
 
 
+@pytest.fixture(autouse=True)
+def _ansible_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ansible's own state (~/.ansible: local temp files, caches) goes to the test's directory."""
+    monkeypatch.setenv("ANSIBLE_HOME", str(tmp_path / "ansible-home"))
+
+
 def ansible_tool(name: str) -> str:
     """Path of an ansible-core command, or skip (fail under CI) when it is not installed."""
     found = shutil.which(name)

@@ -168,7 +168,11 @@ def fleetrst_status(text: str) -> dict[str, Any]:
             except ValueError:
                 errors.append(f"unreadable line from the host: {line[:80]!r}")
         elif key == "file":
-            size, sha, name = rest.split(" ", 2)
+            parts = rest.split(" ", 2)
+            if len(parts) != 3 or not parts[0].isdigit():
+                errors.append(f"unreadable line from the host: {line[:80]!r}")
+                continue
+            size, sha, name = parts
             # Not the script nor its pid file (as fleetrst scan), nothing outside the folder.
             if name not in _NOT_FETCHED and "/" not in name and not name.startswith("."):
                 files.append({"name": name, "size": int(size), "sha256": sha})
