@@ -6,7 +6,7 @@ Builds a one-host lab (fleetrst.lab), then runs `fleetrst scan` of it twice with
 second window; during each window a generator inside the host's namespace connects to a closed
 port on 127.0.0.1 as fast as it can, at most `--rate` times a second, from the window's start to
 its end only (and never more than rate x window connections). Every refused connect is one reset
-on `lo`. The first scan uses the default size cap (64 MB per interface), the second
+on `lo` (`--generators` processes share the rate). The first scan uses the default size cap (64 MB per interface), the second
 `--small-cap-mb`, small enough to be hit, to show what the report says then.
 
 While the scans run, every process of the host's network namespace is sampled every 0.1 s
@@ -98,7 +98,7 @@ class HostSampler(threading.Thread):
 
 
 def scan_with_load(lab: Any, window: float, rate: float, cap_mb: int | None,
-                   work: Path) -> dict[str, Any]:
+                   work: Path, generators: int) -> dict[str, Any]:
     host = lab.hosts[0]
     ns_pid = next(int(p["pid"]) for p in json.loads((Path(lab.directory) / "lab.json")
                                                      .read_text())["processes"]
@@ -111,10 +111,10 @@ def scan_with_load(lab: Any, window: float, rate: float, cap_mb: int | None,
     if cap_mb:
         cmd += ["--cap-mb", str(cap_mb)]
     scan = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    gen = None
+    gens: list[subprocess.Popen[str]] = []
     try:
         deadline = time.monotonic() + 120
-        while gen is None and scan.poll() is None and time.monotonic() < deadline:
+        while not gens and scan.poll() is None and time.monotonic() < deadline:
             run = out / "run.json"
             try:
                 w = json.loads(run.read_text()).get("window") or {}
@@ -123,26 +123,29 @@ def scan_with_load(lab: Any, window: float, rate: float, cap_mb: int | None,
             if w.get("start"):
                 import datetime as dt
                 start = dt.datetime.fromisoformat(w["start"].replace("Z", "+00:00")).timestamp()
-                gen = subprocess.Popen(
+                gens = [subprocess.Popen(
                     ["ip", "netns", "exec", host.namespace, sys.executable, "-c", GENERATOR,
-                     f"{start:.3f}", f"{start + window:.3f}", str(rate), str(CLOSED_PORT)],
-                    stdout=subprocess.PIPE, text=True)
+                     f"{start:.3f}", f"{start + window:.3f}", str(rate / generators),
+                     str(CLOSED_PORT)], stdout=subprocess.PIPE, text=True)
+                    for _ in range(generators)]
             else:
                 time.sleep(0.05)
         text, _ = scan.communicate(timeout=300)
     finally:
         if scan.poll() is None:
             scan.kill()
-        gen_out = ""
-        if gen is not None:
+        outs = []
+        for gen in gens:
             try:
-                gen_out, _ = gen.communicate(timeout=window + 30)
+                outs.append(gen.communicate(timeout=window + 30)[0])
             except subprocess.TimeoutExpired:
                 gen.kill()
-                gen_out, _ = gen.communicate()
+                outs.append(gen.communicate()[0])
         sampler.stop.set()
         sampler.join()
-    sent, took = (gen_out.split() + ["0", "0"])[:2]
+    done = [(o.split() + ["0", "0"])[:2] for o in outs]
+    sent = str(sum(int(n) for n, _ in done))
+    took = str(max((float(t) for _, t in done), default=0.0))
     summary = json.loads((out / "summary.json").read_text())
     (h,) = summary["hosts"]
     hdir = out / host.name
@@ -165,6 +168,8 @@ def scan_with_load(lab: Any, window: float, rate: float, cap_mb: int | None,
         if captured else None,
         "cap_notes": [w for w in h.get("warnings", []) + h.get("problems", [])
                       if "cap" in w] + [n for n in meta.get("notes", []) if "cap" in n],
+        "exit_codes": (hdir / "exit-codes.txt").read_text() if (hdir / "exit-codes.txt").exists()
+        else None,
         "scan_rc": scan.returncode, "scan_output": text[-2000:],
     }
 
@@ -182,13 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=10_000.0)
     ap.add_argument("--small-cap-mb", type=int, default=1)
+    ap.add_argument("--generators", type=int, default=3, help="generator processes, sharing --rate")
+    ap.add_argument("--keep", help="keep the run directories in this directory")
     ap.add_argument("--json", help="write the results here too")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_host needs root (network namespaces)", file=sys.stderr)
         return 2
     from fleetrst.lab import lab_down, lab_up
-    base = Path(tempfile.mkdtemp(prefix="fleetrst-host-"))
+    base = Path(a.keep).resolve() if a.keep else Path(tempfile.mkdtemp(prefix="fleetrst-host-"))
+    base.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
         lab = lab_up(base / "lab", 1, seed=1, scenarios=["quiet"], ttl=900)
@@ -196,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             for cap in (None, a.small_cap_mb):
                 work = base / f"cap-{cap or 64}"
                 work.mkdir()
-                rows.append(scan_with_load(lab, a.window, a.rate, cap, work))
+                rows.append(scan_with_load(lab, a.window, a.rate, cap, work, a.generators))
                 print(json.dumps({k: v for k, v in rows[-1].items() if k != "scan_output"}),
                       file=sys.stderr, flush=True)
         finally:
             lab_down(base / "lab")
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if not a.keep:
+            shutil.rmtree(base, ignore_errors=True)
     print(f"machine: {machine()}\n")
     print("| size cap | resets made (/s) | resets captured | OutRsts | tcpdump CPU s | "
           "host script CPU s | bytes on disk per reset | files | what the report says |")
