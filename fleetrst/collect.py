@@ -27,6 +27,9 @@ TAIL = 1.0  # and stops it this long after
 START_MARGIN = LEAD + 0.5  # from "all armed" to the window start: tcpdump starts LEAD before it
 DEFAULT_CAP_MB = 64  # per interface and window
 DEFAULT_HOST_SCRIPT = "/usr/local/lib/fleetrst/capture.sh"
+UPLOAD_FAILED = 97  # exit status of the combined upload when the upload itself failed
+HOST_GRACE = 30.0  # how long a host may stay silent after the window before it is given up
+_FILE_NAME = re.compile(r"[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,200}")  # names the host side may list
 
 
 @dataclass
@@ -162,12 +165,14 @@ class Scan:
         self.window: dict[str, float] = {}
         self.aborted = threading.Event()
         self.jumps = JumpPool(options.known_hosts, options.accept_new_host_keys)
+        self._fetch_slots = threading.BoundedSemaphore(max(1, options.forks))
         self.started = time.time()
         self.finished: float | None = None
 
     # --- stages ------------------------------------------------------------------------
 
-    def _pool(self, fn: Callable[[HostRun], None], hosts: list[HostRun], stage: str) -> None:
+    def _pool(self, fn: Callable[[HostRun], None], hosts: list[HostRun], stage: str,
+              workers: int | None = None) -> None:
         done = 0
         lock = threading.Lock()
 
@@ -185,7 +190,7 @@ class Scan:
                 done += 1
                 self.progress(stage, {"host": hr, "done": done, "total": len(hosts)})
 
-        workers = max(1, min(self.options.forks, len(hosts)))
+        workers = max(1, min(workers or self.options.forks, len(hosts)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fleetrst-{stage}") as ex:
             list(ex.map(task, hosts))
 
@@ -221,7 +226,10 @@ class Scan:
             for _ in range(5):
                 t0 = time.time()
                 ping.send(b"\n")
-                line = ping.readline(timeout=15)
+                try:
+                    line = ping.readline(timeout=15)
+                except TimeoutError as e:
+                    raise HostError("the host did not answer a clock read within 15 s") from e
                 t1 = time.time()
                 try:
                     remote = float((line or "").strip())
@@ -257,15 +265,28 @@ class Scan:
                 raise HostError(f"cannot prepare {hr.remote_dir} with {opts.host_script}: {last[0]}")
         else:
             hr.script = f"{hr.remote_dir}/capture.sh"
-            r = t.run(f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh", stdin=_script())
-            if r.rc != 0:
+        # Leftovers of earlier runs whose host side was killed outright are swept first.
+        sweep = self._host(hr, f"sweep {quote(base)} {quote(hr.token)} {d}")
+        preflight = self._host(hr, f"preflight {d}")
+        if hr.installed or hr.become:
+            # sudo may read a password from stdin: one command per channel.
+            if not hr.installed:
+                self._upload(hr)
+            sweep_out = t.run(sweep, stdin=self._secret(hr)).stdout
+            r = t.run(preflight, stdin=self._secret(hr), timeout=30)
+        else:
+            # Without sudo, upload, sweep and preflight share one channel: one round trip.
+            r = t.run(
+                f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh || exit {UPLOAD_FAILED}; "
+                f"{sweep}; {preflight}",
+                stdin=_script(), timeout=30,
+            )
+            if r.rc == UPLOAD_FAILED:
                 raise HostError(f"cannot create {hr.remote_dir}: {r.stderr.strip() or r.stdout.strip()}")
-        # Leftovers of earlier runs whose host side was killed outright.
-        r = t.run(self._host(hr, f"sweep {quote(base)} {quote(hr.token)} {d}"), stdin=self._secret(hr))
-        for line in r.stdout.splitlines():
+            sweep_out = r.stdout
+        for line in sweep_out.splitlines():
             if line.startswith("removed "):
                 hr.notes.append(f"removed a leftover of an earlier run: {line[8:]}")
-        r = t.run(self._host(hr, f"preflight {d}"), stdin=self._secret(hr), timeout=30)
         if r.rc != 0 and hr.become:
             reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.rc}"
             hint = "" if hr.installed else f" (install {opts.host_script} and the README's sudoers line)"
@@ -332,6 +353,13 @@ class Scan:
         if hr.status == "pending":
             hr.status = "ok"
 
+    def _upload(self, hr: HostRun) -> None:
+        assert hr.transport is not None
+        d = quote(hr.remote_dir)
+        r = hr.transport.run(f"umask 077 && mkdir -m 700 -- {d} && cat > {d}/capture.sh", stdin=_script())
+        if r.rc != 0:
+            raise HostError(f"cannot create {hr.remote_dir}: {r.stderr.strip() or r.stdout.strip()}")
+
     def arm(self, hr: HostRun) -> None:
         """Start the host side for the agreed window; it waits for the start by its own clock."""
         assert hr.transport is not None
@@ -382,19 +410,24 @@ class Scan:
         hdir = self.out / hr.directory
         hdir.mkdir(parents=True, exist_ok=True)
         manifest: list[tuple[int, str, str]] = []
-        deadline = time.monotonic() + 30 + LEAD + TAIL
+        # The host side ends the window by its own clock, then snapshots, hashes and lists its
+        # files. A host that keeps talking is making progress: every line moves the deadline.
+        deadline = time.monotonic() + max(0.0, self.window["end"] + TAIL - time.time()) + HOST_GRACE
         while True:
             remaining = deadline - time.monotonic()
             try:
                 line = hr.stream.readline(timeout=max(0.1, remaining))
             except TimeoutError as e:
-                raise HostError("host side did not finish in time after the window") from e
+                said = ", ".join(hr.window_host) or "nothing"
+                raise HostError(
+                    f"host side did not finish in time after the window (it said: {said})") from e
             if line is None:
                 err = hr.stream.stderr().strip()[:200]
                 raise HostError(
                     f"host side ended early: {err}" if err else
                     "connection lost during the window (the host side stops and cleans up by itself)"
                 )
+            deadline = max(deadline, time.monotonic() + HOST_GRACE)
             key, _, rest = line.partition(" ")
             if key in ("started", "ended", "done"):
                 hr.window_host[key] = float(rest.partition("=")[2] or 0)
@@ -403,14 +436,22 @@ class Scan:
                 manifest.append((int(size_text), sha_text, fname))
             if key == "done":
                 break
+        wanted: list[tuple[str, int, Path]] = []
+        expected: dict[str, tuple[int, str]] = {}
         for size, sha, name in manifest:
-            if name in ("capture.sh", "owner.pid") or "/" in name or name.startswith("."):
+            if name in ("capture.sh", "owner.pid"):
                 continue
-            local = hdir / name
-            hr.transport.get(f"{hr.remote_dir}/{name}", local)
-            got = local.stat().st_size
-            digest = hashlib.sha256(local.read_bytes()).hexdigest()
-            if got != size or digest != sha:
+            if not _FILE_NAME.fullmatch(name):
+                hr.notes.append(f"ignored a file with an unexpected name: {name[:60]!r}")
+                continue
+            wanted.append((name, size, hdir / name))
+            expected[name] = (size, sha)
+        # Everyone waits for their host at once; fetching (the bandwidth) is what -f limits.
+        with self._fetch_slots:
+            sums = hr.transport.fetch(hr.remote_dir, wanted, timeout=max(60.0, self.options.collect_timeout))
+        for name, (size, sha) in expected.items():
+            if sums.get(name) != sha:
+                got = (hdir / name).stat().st_size if (hdir / name).exists() else 0
                 raise HostError(f"{name} arrived damaged ({got} of {size} bytes, sha256 mismatch)")
             hr.files[name] = {"size": size, "sha256": sha}
         self.progress("fetched", {"host": hr})
@@ -423,6 +464,8 @@ class Scan:
             rc = hr.stream.wait(timeout=10)
             hr.cleanup = "confirmed" if rc == 0 else f"host side exited {rc}"
             hr.stream = None
+            if rc == 0:
+                return  # the host side exits 0 only once its directory is gone
         if hr.transport is not None and hr.remote_dir:
             try:
                 r = hr.transport.run(f"test -e {quote(hr.remote_dir)} && echo left || echo gone", timeout=15)
@@ -457,7 +500,7 @@ class Scan:
                 self._write_run_json()
                 self._start(armed)
                 self._wait_window()
-                self._pool(self.collect, armed, "collect")
+                self._pool(self.collect, armed, "collect", workers=min(len(armed), 1024))
         except BaseException:
             self.aborted.set()
             raise

@@ -36,7 +36,7 @@ from .pcap import (
 )
 
 __all__ = ["Endpoint", "Pair", "ResetAggregate", "aggregate_packets", "aggregate_resets",
-           "reset_class"]
+           "is_bare", "reset_class"]
 
 ACK = 0x10
 SAMPLE = 100
@@ -53,7 +53,7 @@ _FIND_MIN = 4096  # below this many bytes the reader's own walk is as quick
 _ADDR_BITS, _IF_BITS = 17, 5
 _ADDR_EPOCH = 1 << 15  # ids handed out before a new epoch: one buffer adds fewer than 2^16
 _IF_MAX = 1 << _IF_BITS
-_MERGE = 1 << 18  # pending (key, count) rows before they are merged
+_MERGE = 1 << 20  # pending (key, count) rows before they are merged
 _SEC_SPAN = 1 << 32  # timeline seconds, relative to the epoch's base, that pack
 _V6 = np.uint64(1 << 63)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import os
 import random
 import re
 import shlex
@@ -69,6 +71,10 @@ class Transport(Protocol):
     def get(self, remote: str, local: Path) -> None:
         """Copy one remote file to a local path."""
 
+    def fetch(self, directory: str, files: list[tuple[str, int, Path]], timeout: float) -> dict[str, str]:
+        """Copy many files of one remote directory in one round trip: (name, announced size,
+        local path) each; returns name -> sha256 of what arrived."""
+
     def close(self) -> None:
         """Release the connection."""
 
@@ -102,6 +108,70 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
 def known_hosts_name(address: str, port: int) -> str:
     """The name OpenSSH and paramiko look up in known_hosts for this address and port."""
     return address if port == 22 else f"[{address}]:{port}"
+
+
+def fetch_command(directory: str, files: list[tuple[str, int, Path]]) -> str:
+    """One `cat` of every file: the sizes the host announced split the stream again."""
+    names = " ".join(quote(name) for name, _, _ in files)
+    return f"cd {quote(directory)} && exec cat -- {names}"
+
+
+class _Splitter:
+    """Cut one byte stream into files of known sizes, hashing each on the way."""
+
+    def __init__(self, files: list[tuple[str, int, Path]]) -> None:
+        self.files = list(files)
+        self.index = 0
+        self.left = 0
+        self.sums: dict[str, str] = {}
+        self._hash = hashlib.sha256()
+        self._out: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        while self.index < len(self.files):
+            _, size, local = self.files[self.index]
+            self._out = open(local, "wb")  # noqa: SIM115 - closed in _close
+            self._hash = hashlib.sha256()
+            self.left = size
+            if size > 0:
+                return
+            self._close()
+
+    def _close(self) -> None:
+        self._out.close()
+        self._out = None
+        self.sums[self.files[self.index][0]] = self._hash.hexdigest()
+        self.index += 1
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._out is None:
+                raise HostError(f"the host sent {len(view)} bytes more than its files' sizes")
+            part = view[: self.left]
+            self._out.write(part)
+            self._hash.update(part)
+            self.left -= len(part)
+            view = view[len(part):]
+            if self.left == 0:
+                self._close()
+                self._open()
+
+    def abandon(self) -> None:
+        """Close what is open after a failure."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def finish(self) -> dict[str, str]:
+        """Every file complete, or HostError naming the first one that is not."""
+        if self._out is not None:
+            name, size, _ = self.files[self.index]
+            self._out.close()
+            self._out = None
+            raise HostError(f"{name} arrived short ({size - self.left} of {size} bytes)")
+        return self.sums
 
 
 # --- SSH ------------------------------------------------------------------------------------
@@ -474,6 +544,43 @@ class SSHTransport:
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise HostError(f"cannot fetch {remote} from {self.description}: {e}") from e
 
+    def fetch(self, directory: str, files: list[tuple[str, int, Path]], timeout: float) -> dict[str, str]:
+        split = _Splitter(files)
+        channel = self._channel(fetch_command(directory, files))
+        err = b""
+        try:
+            channel.shutdown_write()
+            deadline = time.monotonic() + timeout
+            channel.settimeout(1.0)
+            while True:
+                if time.monotonic() > deadline:
+                    raise HostError(f"fetching files timed out after {timeout:.0f} s on {self.description}")
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                try:
+                    chunk = channel.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                split.feed(chunk)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            split.abandon()
+            raise HostError(f"connection to {self.description} failed while fetching: {e}") from e
+        except BaseException:
+            split.abandon()
+            raise
+        finally:
+            channel.close()
+        detail = err.decode("utf-8", "replace").strip().splitlines()[-1:]
+        try:
+            return split.finish()
+        except HostError as e:
+            # cat names the file it could not read; that says more than "arrived short".
+            raise HostError(f"cannot fetch from {self.description}: {detail[0][:200]}") if detail else e from None
+
     def close(self) -> None:
         # Closing must never raise: it runs in cleanup paths.
         with contextlib.suppress(Exception):
@@ -574,6 +681,18 @@ class LocalTransport:
             shutil.copyfile(remote, local)
         except OSError as e:
             raise HostError(f"cannot copy {remote}: {e.strerror or e}") from e
+
+    def fetch(self, directory: str, files: list[tuple[str, int, Path]], timeout: float) -> dict[str, str]:
+        split = _Splitter(files)
+        for name, _, _ in files:
+            try:
+                with open(os.path.join(directory, name), "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        split.feed(chunk)
+            except OSError as e:
+                split.abandon()
+                raise HostError(f"cannot copy {name}: {e.strerror or e}") from e
+        return split.finish()
 
     def close(self) -> None:
         """Nothing to close locally."""

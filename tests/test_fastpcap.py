@@ -262,7 +262,7 @@ def test_corrupted_files_fail_or_count_the_same(i: int, flips: list[tuple[int, i
 
 @pytest.mark.parametrize("name", ["lo.pcap", "dumpcap.pcapng"])
 def test_record_claiming_too_much(name: str) -> None:
-    raw = bytearray((DATA / name).read_bytes() * 1)
+    raw = (DATA / name).read_bytes()
     body = raw if name.endswith("ng") else raw[24:]
     data = bytearray(raw + body * 300)
     if name.endswith("ng"):

@@ -1,9 +1,15 @@
-"""Connection settings derived from inventory variables and ssh_config (no network)."""
+"""Connection settings derived from inventory variables and ssh_config, and fetching (no network)."""
+
+import hashlib
+import os
+from pathlib import Path
 
 import paramiko
+import pytest
 
+from fleetrst.errors import HostError
 from fleetrst.model import Host
-from fleetrst.transport import _parse_jump, _transient, jump_spec
+from fleetrst.transport import LocalTransport, _parse_jump, _transient, fetch_command, jump_spec
 
 
 def host(**vars: str) -> Host:
@@ -49,3 +55,49 @@ def test_which_handshake_failures_are_retried() -> None:
     assert not _transient(paramiko.ChannelException(2, "Connect failed"))
     assert not _transient(paramiko.ChannelException(1, "Administratively prohibited"))
     assert not _transient(paramiko.SSHException("Timeout opening channel."))
+
+
+# --- fetching many files in one stream ------------------------------------------------------
+
+
+def _local() -> LocalTransport:
+    return LocalTransport(Host(name="here", address="127.0.0.1", connection="local"))
+
+
+def test_fetch_splits_one_stream_into_the_announced_files(tmp_path):
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    blobs = {"a.pcap": os.urandom(3_000_000), "empty.txt": b"", "b.txt": b"counters\n"}
+    for name, data in blobs.items():
+        (remote / name).write_bytes(data)
+    local = tmp_path / "local"
+    local.mkdir()
+    files = [(name, len(data), local / name) for name, data in blobs.items()]
+    sums = _local().fetch(str(remote), files, timeout=10)
+    for name, data in blobs.items():
+        assert (local / name).read_bytes() == data
+        assert sums[name] == hashlib.sha256(data).hexdigest()
+
+
+def test_fetch_over_ssh_command_quotes_every_name():
+    cmd = fetch_command("/tmp/fleetrst-x", [("a b", 1, Path("x")), ("$(touch m)", 2, Path("y"))])
+    assert cmd == "cd /tmp/fleetrst-x && exec cat -- 'a b' '$(touch m)'"
+
+
+def test_fetch_of_a_file_shorter_than_announced_is_an_error(tmp_path):
+    (tmp_path / "a").write_bytes(b"12345")
+    with pytest.raises(HostError, match=r"a arrived short \(5 of 9 bytes\)"):
+        _local().fetch(str(tmp_path), [("a", 9, tmp_path / "a.copy")], timeout=5)
+
+
+def test_fetch_of_a_longer_file_spills_and_is_caught(tmp_path):
+    (tmp_path / "a").write_bytes(b"123456789")
+    (tmp_path / "b").write_bytes(b"xy")
+    files = [("a", 5, tmp_path / "a.copy"), ("b", 2, tmp_path / "b.copy")]
+    with pytest.raises(HostError, match="more than its files' sizes"):
+        _local().fetch(str(tmp_path), files, timeout=5)
+
+
+def test_fetch_of_a_missing_file_names_it(tmp_path):
+    with pytest.raises(HostError, match="cannot copy gone.txt"):
+        _local().fetch(str(tmp_path), [("gone.txt", 3, tmp_path / "copy")], timeout=5)
