@@ -22,7 +22,7 @@ from .analysis import analyze_run, severity_rank
 from .baseline import BaselineError, apply_baseline, describe, load_summary, regressions
 from .collect import DEFAULT_HOST_SCRIPT, Scan, ScanOptions
 from .errors import FleetrstError, InventoryError
-from .inventory import load_inventory
+from .inventory import Inventory, load_inventory
 from .report import host_verdict, write_reports
 
 
@@ -91,11 +91,12 @@ class Console:
 
     # --- output ----------------------------------------------------------------------------
 
-    def _write_line(self, text: str) -> None:
-        """Print one finished line above the live status line (which is then drawn again)."""
+    def _write_line(self, text: str, stamp: bool = True) -> None:
+        """Print one finished line above the live status line (which is then drawn again);
+        `stamp`: with the time in front when there is no terminal."""
         if self.tty and self._line:
             self.err.write("\r\x1b[K" + text + "\n" + self._line)
-        elif self.tty:
+        elif self.tty or not stamp:
             self.err.write(text + "\n")
         else:
             self.err.write(f"{dt.datetime.now().strftime('%H:%M:%S')} {text}\n")
@@ -111,6 +112,12 @@ class Console:
     def error(self, msg: str) -> None:
         """An error: always shown."""
         self.info(msg, level=-1)
+
+    def warning(self, msg: str) -> None:
+        """A warning about the input, always shown, as the one-line errors are:
+        `fleetrst: warning: ...`."""
+        with self._lock:
+            self._write_line(f"fleetrst: warning: {_clean(msg)}", stamp=False)
 
     def begin(self, hosts: int) -> None:
         """A scan of `hosts` hosts starts: the status line counts against this."""
@@ -420,8 +427,16 @@ def cmd_host_script(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_inventory(path: Path, console: Console) -> Inventory:
+    """The inventory, its warnings printed (they never stop a scan)."""
+    inv = load_inventory(path)
+    for warning in inv.warnings:
+        console.warning(warning)
+    return inv
+
+
 def cmd_scan(args: argparse.Namespace, console: Console) -> ExitStatus:
-    inv = load_inventory(Path(args.inventory))
+    inv = _load_inventory(Path(args.inventory), console)
     hosts = inv.select(args.limit)
     if args.duration <= 0 or args.duration > 3600:
         raise InventoryError("--duration must be between 0 and 3600 seconds")
@@ -470,7 +485,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> ExitStatus:
     try:
         opts = ScanOptions(duration=args.duration, out=args.out, known_hosts=state.known_hosts,
                            inventory=str(state.inventory))
-        hosts = load_inventory(state.inventory).select(None)
+        hosts = _load_inventory(state.inventory, console).select(None)
         scan = Scan(hosts, opts, progress=console.progress)
         console.info(f"scanning: run {scan.run_id}, {opts.duration:g} s window")
         console.begin(len(hosts))

@@ -6,11 +6,16 @@ siblings by `ansible_group_priority` then name), then `group_vars/` next to the 
 same order, then the host's own vars, then `host_vars/`. Dynamic sources (an executable inventory
 script, or a YAML plugin configuration such as `plugin: amazon.aws.aws_ec2`) are read through
 `ansible-inventory -i SRC --list`, whose host variables Ansible has already merged.
+
+Variables that look like settings (`ansible_*`, `fleetrst_*`) but that fleetrst does not know, or
+knows and cannot honour, are not errors: each becomes one line of `Inventory.warnings`, with the
+file and line where it is set.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import fnmatch
 import ipaddress
 import json
@@ -844,7 +849,7 @@ class Inventory:
     path: str
     hosts: list[Host]
     groups: dict[str, set[str]]
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # one line each, "FILE[:LINE]: ...", for the user to read
 
     def select(self, limit: str | None = None) -> list[Host]:
         """Hosts an Ansible `--limit` pattern matches, in inventory order; all for no limit."""
@@ -1000,6 +1005,108 @@ def _depths(builder: _Builder) -> dict[str, int]:
 _TEMPLATE_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
+# --- variables fleetrst does not know -------------------------------------------------------------
+
+# Settings fleetrst reads: in _make_host and _value_warnings, and the ssh args in
+# transport.jump_spec.
+_READ_VARS = frozenset({
+    "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user",
+    "ansible_ssh_user", "ansible_ssh_private_key_file", "ansible_private_key_file",
+    "ansible_password", "ansible_ssh_pass", "ansible_ssh_password", "ansible_become",
+    "ansible_become_user", "ansible_become_method", "ansible_connection",
+    "ansible_host_key_checking", "ansible_ssh_host_key_checking", "ansible_ssh_common_args",
+    "ansible_ssh_extra_args", "ansible_group_priority",
+})
+# Settings of playbooks/capture.yml (roles/fleetrst/defaults/main.yml), often kept in group_vars/
+# of the very inventory `fleetrst scan` reads.
+_PLAYBOOK_VARS = frozenset({
+    "fleetrst_out", "fleetrst_duration", "fleetrst_interfaces", "fleetrst_cap_mb",
+    "fleetrst_trace", "fleetrst_remote_tmp", "fleetrst_collect_timeout", "fleetrst_arm_margin",
+    "fleetrst_script", "fleetrst_run_id",
+})
+# Ansible's own settings that change nothing in how fleetrst reaches a host or captures on it.
+_HARMLESS_VARS = frozenset({
+    "ansible_python_interpreter", "ansible_shell_type", "ansible_shell_executable",
+    "ansible_pipelining", "ansible_ssh_pipelining", "ansible_ssh_args", "ansible_ssh_executable",
+    "ansible_scp_extra_args", "ansible_sftp_extra_args", "ansible_sftp_batch_mode",
+    "ansible_scp_if_ssh", "ansible_ssh_transfer_method", "ansible_ssh_retries",
+    "ansible_remote_tmp", "ansible_async_dir", "ansible_become_exe", "ansible_become_flags",
+    "ansible_sudo_exe", "ansible_sudo_flags", "ansible_network_os", "ansible_module_compression",
+})
+# Interpreters, and the options of connection plugins other than ssh (their ansible_connection
+# gets a warning of its own).
+_HARMLESS_PATTERN = re.compile(
+    r"ansible_(?:\w+_interpreter|(?:winrm|psrp|docker|kubectl|podman|lxd|httpapi|netconf"
+    r"|paramiko)_\w+)"
+)
+_SUDO_PASSWORD = "fleetrst takes the sudo password from -K or --become-password-file"
+# Settings Ansible honours and fleetrst does not: taking them in silence would mislead.
+_NOT_USED = {
+    "ansible_become_password": _SUDO_PASSWORD,
+    "ansible_become_pass": _SUDO_PASSWORD,
+    "ansible_sudo_pass": _SUDO_PASSWORD,
+    "ansible_sudo_user": "fleetrst reads ansible_become_user",
+    "ansible_timeout": "fleetrst has its own connect timeout (10 s)",
+    "ansible_ssh_timeout": "fleetrst has its own connect timeout (10 s)",
+}
+_SSH_CONNECTIONS = frozenset({
+    "ssh", "ansible.builtin.ssh", "paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh",
+    "smart",
+})
+_LOCAL_CONNECTIONS = frozenset({"local", "ansible.builtin.local"})
+_SUDO_METHODS = frozenset({"sudo", "ansible.builtin.sudo"})
+_KNOWN_VARS = sorted(_READ_VARS | _PLAYBOOK_VARS | _HARMLESS_VARS | set(_NOT_USED))
+# What a misspelt prefix (ansbile_port) is compared with: only names fleetrst itself cares about.
+_TYPO_TARGETS = sorted(_READ_VARS | _PLAYBOOK_VARS | set(_NOT_USED))
+_PREFIXES = ("ansible_", "fleetrst_")
+
+
+def _name_warning(key: str, owner: str) -> str | None:
+    """The warning a variable's name deserves (`owner`: "host web01", "group web"), if any.
+
+    Only names that look like settings count; the user's own variables are theirs."""
+    if key in _NOT_USED:
+        return f"{key} for {owner} is not used: {_NOT_USED[key]}"
+    if key in _READ_VARS or key in _PLAYBOOK_VARS or key in _HARMLESS_VARS:
+        return None
+    if _HARMLESS_PATTERN.fullmatch(key):
+        return None
+    if key.startswith(_PREFIXES):
+        close = difflib.get_close_matches(key, _KNOWN_VARS, n=1, cutoff=0.85)
+    else:
+        # Ansible_Port, ansbile_port: a misspelt setting only when very close to one.
+        close = difflib.get_close_matches(key.lower(), _TYPO_TARGETS, n=1, cutoff=0.9)
+        if not close:
+            return None
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown variable {key} for {owner}{hint}"
+
+
+class _Warnings:
+    """Warnings about variables: one per variable and place where it is set, however many hosts
+    inherit it from there."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.found: dict[tuple[str, _Origin], str] = {}
+
+    def add(self, key: str, origin: _Origin, message: str) -> None:
+        file, line = origin
+        where = f"{file}:{line}" if line else file
+        self.found.setdefault((key, origin), f"{where}: {message}")
+
+    def names(self, vars_: _Vars, owner: str) -> None:
+        for key in vars_.values:
+            message = _name_warning(key, owner)
+            if message is not None:
+                self.add(key, vars_.origins.get(key, (self.shown, 0)), message)
+
+    def lines(self) -> list[str]:
+        """In file order: the inventory first, then the files beside it."""
+        order = sorted(self.found, key=lambda k: (k[1][0] != self.shown, k[1][0], k[1][1]))
+        return [self.found[k] for k in order]
+
+
 class _HostVars:
     """A host's merged variables, read the way connection settings need them."""
 
@@ -1044,6 +1151,19 @@ class _HostVars:
                 return key, self.render(key, self.merged.values[key])
         return None
 
+    def checked(self, key: str) -> Any:
+        """A variable fleetrst only checks: None when unset or when it cannot be rendered (that
+        is no reason to stop a scan that does not need it)."""
+        try:
+            found = self.first(key)
+        except InventoryError:
+            return None
+        return None if found is None else found[1]
+
+    def warn(self, found: _Warnings, key: str, message: str) -> None:
+        found.add(key, self.merged.origins.get(key, (self.shown, self.line)),
+                  f"{key} {message}")
+
     def text(self, *keys: str) -> str | None:
         found = self.first(*keys)
         if found is None:
@@ -1082,9 +1202,27 @@ class _HostVars:
         raise self.fail(key, f"{value!r} is not a boolean")
 
 
+def _value_warnings(hv: _HostVars, connection: str | None, become: bool,
+                    found: _Warnings) -> None:
+    """Settings fleetrst reads but whose value it cannot honour."""
+    owner = f"for host {hv.name}"
+    if connection and connection not in _SSH_CONNECTIONS | _LOCAL_CONNECTIONS:
+        hv.warn(found, "ansible_connection",
+                f"{connection!r} {owner} is not supported: fleetrst connects over SSH")
+    method = hv.checked("ansible_become_method")
+    if become and method and str(method) not in _SUDO_METHODS:
+        hv.warn(found, "ansible_become_method",
+                f"{method!r} {owner} is not supported: fleetrst only uses sudo")
+    for key in ("ansible_host_key_checking", "ansible_ssh_host_key_checking"):
+        value = hv.checked(key)
+        if value is False or (isinstance(value, str) and value.strip().lower() in _FALSE):
+            hv.warn(found, key, f"{value!r} {owner} is not used: fleetrst always checks host "
+                    "keys (--accept-new-host-keys accepts new ones)")
+
+
 def _make_host(
     builder: _Builder, host: _HostDef, groups: Iterable[_Group], base: Path,
-    depth: dict[str, int], group_files: dict[str, _Vars], host_files: _Vars,
+    depth: dict[str, int], group_files: dict[str, _Vars], host_files: _Vars, found: _Warnings,
 ) -> Host:
     ordered = sorted(
         groups, key=lambda g: (depth.get(g.name, 0), _group_priority(builder, g), g.name)
@@ -1102,6 +1240,9 @@ def _make_host(
     if key_file:
         # Relative to the inventory, not to wherever fleetrst happens to run.
         key_file = os.path.abspath(os.path.join(base, os.path.expanduser(key_file)))
+    become = hv.flag("ansible_become")
+    connection = hv.text("ansible_connection")
+    _value_warnings(hv, connection, become, found)
     return Host(
         name=host.name,
         address=hv.text("ansible_host", "ansible_ssh_host") or host.name,
@@ -1109,9 +1250,9 @@ def _make_host(
         user=hv.text("ansible_user", "ansible_ssh_user"),
         key_file=key_file,
         password=hv.text("ansible_password", "ansible_ssh_pass", "ansible_ssh_password"),
-        become=hv.flag("ansible_become"),
+        become=become,
         become_user=hv.text("ansible_become_user") or "root",
-        connection="local" if hv.text("ansible_connection") == "local" else "ssh",
+        connection="local" if connection in _LOCAL_CONNECTIONS else "ssh",
         groups=tuple(sorted(g.name for g in ordered if g.name != "all")),
         vars=dict(merged.values),
     )
@@ -1166,6 +1307,17 @@ def _build_inventory(builder: _Builder, base: Path, load_files: bool) -> Invento
         name: _load_var_files(base, "group_vars", name, notes) if load_files else _Vars()
         for name in builder.groups
     }
+    host_files = {
+        name: _load_var_files(base, "host_vars", name, notes) if load_files else _Vars()
+        for name in builder.hosts
+    }
+    found = _Warnings(shown)
+    for group in builder.groups.values():
+        found.names(group.vars, f"group {group.name}")
+        found.names(group_files[group.name], f"group {group.name}")
+    for host in builder.hosts.values():
+        found.names(host.vars, f"host {host.name}")
+        found.names(host_files[host.name], f"host {host.name}")
 
     parents_of: dict[str, set[str]] = {}
 
@@ -1183,7 +1335,7 @@ def _build_inventory(builder: _Builder, base: Path, load_files: bool) -> Invento
     hosts = [
         _make_host(
             builder, host, [builder.groups[g] for g in member_of[name]], base, depth, group_files,
-            _load_var_files(base, "host_vars", name, notes) if load_files else _Vars(),
+            host_files[name], found,
         )
         for name, host in builder.hosts.items()
     ]
@@ -1191,4 +1343,4 @@ def _build_inventory(builder: _Builder, base: Path, load_files: bool) -> Invento
     for name, names in member_of.items():
         for group_name in names:
             groups[group_name].add(name)
-    return Inventory(shown, hosts, groups, tuple(notes))
+    return Inventory(shown, hosts, groups, tuple(notes) + tuple(found.lines()))

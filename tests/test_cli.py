@@ -1,6 +1,9 @@
 """The CLI's boundary: arguments, one-line errors, exit codes, terminal-safe output."""
 
 import io
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from fleetrst.cli import ExitStatus, _clean, main
@@ -15,7 +18,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 
 def test_missing_inventory_is_a_one_line_usage_error(tmp_path: Path) -> None:
-    rc, out, err = run("scan", str(tmp_path / "nope.yml"))
+    rc, _, err = run("scan", str(tmp_path / "nope.yml"))
     assert rc == ExitStatus.USAGE
     assert err.count("\n") == 1 and "nope.yml" in err
 
@@ -34,6 +37,27 @@ def test_limit_matching_nothing_is_a_usage_error(tmp_path: Path) -> None:
     rc, _, err = run("scan", str(inv), "-l", "db*")
     assert rc == ExitStatus.USAGE
     assert "db*" in err
+
+
+def test_scan_prints_inventory_warnings_even_with_q_and_still_runs(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens there any more: the host fails at once, and no SSH server is needed.
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    web01:\n      ansible_host: 127.0.0.1\n"
+                   f"      ansible_port: {port}\n      ansible_prot: 2222\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetrst", "scan", str(inv), "-q", "--duration", "1",
+         "-o", str(tmp_path / "run"), "--known-hosts", str(tmp_path / "known_hosts")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == ExitStatus.HOSTS_FAILED, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert warnings == [(f"fleetrst: warning: {inv}:6: unknown variable ansible_prot for host "
+                         "web01 (did you mean ansible_port?)")]
+    assert done.stderr.startswith(warnings[0])
+    assert (tmp_path / "run" / "summary.json").is_file()
 
 
 def test_bad_option_is_a_usage_error() -> None:

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetrst.errors import InventoryError
 from fleetrst.inventory import (
+    _PLAYBOOK_VARS,
     Inventory,
     check_host_name,
     expand_host_range,
@@ -403,3 +405,156 @@ def test_limit_on_ipv6_host_names() -> None:
     inv = load_inventory(DATA / "ranges.yml")
     assert names(inv.select("2001:db8::7")) == ["2001:db8::7"]
     assert names(inv.select("letters:&x*")) == ["xA", "xB", "xC"]
+
+
+# --- variables fleetrst does not know -------------------------------------------------------------
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_unknown_variables_name_file_line_and_closest_name(tmp_path: Path) -> None:
+    write_tree(tmp_path, {
+        "inv.yml": (
+            "web:\n"                               # 1
+            "  vars:\n"                            # 2
+            "    ansible_prot: 2222\n"             # 3
+            "    app_role: frontend\n"             # 4
+            "  hosts:\n"                           # 5
+            "    web01:\n"                         # 6
+            "      ansible_usr: deploy\n"          # 7
+            "    web02:\n"                         # 8
+            "      ansible_flavour: x\n"           # 9
+            "      Ansible_Port: 2202\n"           # 10
+        ),
+        "group_vars/web.yml": "fleetrst_captur_mb: 8\nfleetrst_cap_mb: 8\n",
+        "host_vars/web02/main.yml": "db_port: 5432\nansbile_host: 198.18.0.7\n",
+    })
+    inv = load_inventory(tmp_path / "inv.yml")
+    assert list(inv.warnings) == [
+        (f"{tmp_path}/inv.yml:3: unknown variable ansible_prot for group web "
+         "(did you mean ansible_port?)"),
+        (f"{tmp_path}/inv.yml:7: unknown variable ansible_usr for host web01 "
+         "(did you mean ansible_user?)"),
+        f"{tmp_path}/inv.yml:9: unknown variable ansible_flavour for host web02",
+        (f"{tmp_path}/inv.yml:10: unknown variable Ansible_Port for host web02 "
+         "(did you mean ansible_port?)"),
+        (f"{tmp_path}/group_vars/web.yml:1: unknown variable fleetrst_captur_mb for group web "
+         "(did you mean fleetrst_cap_mb?)"),
+        (f"{tmp_path}/host_vars/web02/main.yml:2: unknown variable ansbile_host for host web02 "
+         "(did you mean ansible_host?)"),
+    ]
+    # A warning, not an error: the hosts are read as before, the typo is simply not applied.
+    assert [(h.name, h.port, h.user) for h in inv.hosts] == [
+        ("web01", 22, None), ("web02", 22, None)]
+
+
+def test_a_variable_is_warned_about_once_per_place_it_is_set(tmp_path: Path) -> None:
+    write_tree(tmp_path, {
+        "inv.yml": (
+            "all:\n"
+            "  vars:\n"
+            "    ansible_prot: 2222\n"
+            "  children:\n"
+            "    web:\n"
+            "      hosts:\n"
+            "        web[01:03]:\n"
+            "          ansible_usr: deploy\n"
+            "        web02:\n"
+            "          ansible_usr: other\n"
+        ),
+        "group_vars/all.yml": "ansible_prot: 2223\n",
+    })
+    assert load_inventory(tmp_path / "inv.yml").warnings == (
+        (f"{tmp_path}/inv.yml:3: unknown variable ansible_prot for group all "
+         "(did you mean ansible_port?)"),
+        (f"{tmp_path}/inv.yml:8: unknown variable ansible_usr for host web01 "
+         "(did you mean ansible_user?)"),
+        (f"{tmp_path}/inv.yml:10: unknown variable ansible_usr for host web02 "
+         "(did you mean ansible_user?)"),
+        (f"{tmp_path}/group_vars/all.yml:1: unknown variable ansible_prot for group all "
+         "(did you mean ansible_port?)"),
+    )
+
+
+def test_known_and_user_variables_are_not_warned_about(tmp_path: Path) -> None:
+    write_tree(tmp_path, {
+        "inv.yml": (
+            "all:\n"
+            "  vars:\n"
+            "    ansible_python_interpreter: /usr/bin/python3\n"
+            "    ansible_perl_interpreter: /usr/bin/perl\n"
+            "    ansible_shell_type: sh\n"
+            "    ansible_ssh_args: -o ControlMaster=auto\n"
+            "    ansible_winrm_transport: ntlm\n"
+            "    ansible_host_key_checking: true\n"
+            "    app_role: db\n"
+            "    ANSIBLE_NOTE: shouting is the user's own business\n"
+            "  hosts:\n"
+            "    h1: {ansible_connection: paramiko, ansible_ssh_pass: pw, ansible_become: 1,\n"
+            "         ansible_become_method: sudo, ansible_become_user: postgres}\n"
+            "    h2: {ansible_connection: ansible.builtin.local, ansible_become_method: su}\n"
+            "    h3:\n"
+            "      ansible_group_priority: 3\n"
+            "      ansible_ssh_common_args: -o ProxyJump=ops@198.18.0.2\n"
+            "      ansible_host: '{{ inventory_hostname }}.example.com'\n"
+        ),
+        # The playbook path's settings (playbooks/README.md) are often kept beside the inventory.
+        "group_vars/all.yml": "fleetrst_duration: 60\nfleetrst_out: runs/today\n",
+    })
+    inv = load_inventory(tmp_path / "inv.yml")
+    assert inv.warnings == ()
+    # ansible_become_method only matters where become is on.
+    assert [(h.name, h.connection, h.become) for h in inv.hosts] == [
+        ("h1", "ssh", True), ("h2", "local", False), ("h3", "ssh", False)]
+
+
+def test_settings_fleetrst_cannot_honour_are_said(tmp_path: Path) -> None:
+    write_tree(tmp_path, {
+        "inv.yml": (
+            "web:\n"                                            # 1
+            "  vars:\n"                                         # 2
+            "    ansible_become: true\n"                        # 3
+            "    ansible_become_password: !vault |\n"           # 4
+            "      $ANSIBLE_VAULT;1.1;AES256\n"                 # 5
+            "    ansible_become_method: '{{ how }}'\n"          # 6
+            "    how: su\n"                                     # 7
+            "  hosts:\n"                                        # 8
+            "    w1:\n"                                         # 9
+            "      ansible_connection: community.docker.docker\n"  # 10
+            "      ansible_host_key_checking: no\n"             # 11
+            "    w2:\n"                                         # 12
+            "      ansible_timeout: 60\n"                       # 13
+        ),
+    })
+    inv = load_inventory(tmp_path / "inv.yml")
+    assert list(inv.warnings) == [
+        (f"{tmp_path}/inv.yml:4: ansible_become_password for group web is not used: fleetrst "
+         "takes the sudo password from -K or --become-password-file"),
+        (f"{tmp_path}/inv.yml:6: ansible_become_method 'su' for host w1 is not supported: "
+         "fleetrst only uses sudo"),
+        (f"{tmp_path}/inv.yml:10: ansible_connection 'community.docker.docker' for host w1 is not "
+         "supported: fleetrst connects over SSH"),
+        (f"{tmp_path}/inv.yml:11: ansible_host_key_checking False for host w1 is not used: "
+         "fleetrst always checks host keys (--accept-new-host-keys accepts new ones)"),
+        (f"{tmp_path}/inv.yml:13: ansible_timeout for host w2 is not used: fleetrst has its own "
+         "connect timeout (10 s)"),
+    ]
+    assert [(h.connection, h.become, h.password) for h in inv.hosts] == [
+        ("ssh", True, None), ("ssh", True, None)]
+
+
+def test_checked_settings_that_cannot_be_rendered_do_not_stop_the_scan(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("all:\n  hosts:\n    h:\n      ansible_become: yes\n"
+                    "      ansible_become_method: '{{ nowhere }}'\n")
+    assert load_inventory(path).warnings == ()
+
+
+def test_playbook_settings_are_the_ones_the_role_defines() -> None:
+    defaults = Path(__file__).parents[1] / "playbooks" / "roles" / "fleetrst" / "defaults"
+    assert set(yaml.safe_load((defaults / "main.yml").read_text())) == _PLAYBOOK_VARS

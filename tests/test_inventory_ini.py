@@ -464,3 +464,66 @@ def test_without_ansible_dynamic_sources_say_so(
         load_inventory(config)
     # Static files need no Ansible at all.
     assert len(load_inventory(TWIN / "inventory.ini").hosts) == 8
+
+
+# --- variables fleetrst does not know -------------------------------------------------------------
+
+
+UNKNOWN_INI = """\
+[web]
+web[01:03] ansible_usr=deploy
+web02 ansible_prot=2222 app_role=cache
+
+[web:vars]
+ansible_python_interpreter=/usr/bin/python3
+ansible_become_pass=secret
+fleetrst_duratoin=60
+
+[win]
+w1 ansible_connection=winrm ansible_winrm_transport=ntlm
+"""
+
+
+def test_ini_unknown_variables_once_per_line_they_are_set(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    write(tmp_path / "group_vars" / "win.yml", "ansible_sudo_user: admin\nwin_role: dc\n")
+    path = write(tmp_path / "hosts", UNKNOWN_INI)
+    inv = load_inventory(path)
+    assert list(inv.warnings) == [
+        # One line for the whole range, however many hosts it names.
+        f"{path}:2: unknown variable ansible_usr for host web01 (did you mean ansible_user?)",
+        f"{path}:3: unknown variable ansible_prot for host web02 (did you mean ansible_port?)",
+        (f"{path}:7: ansible_become_pass for group web is not used: fleetrst takes the sudo "
+         "password from -K or --become-password-file"),
+        (f"{path}:8: unknown variable fleetrst_duratoin for group web "
+         "(did you mean fleetrst_duration?)"),
+        (f"{path}:11: ansible_connection 'winrm' for host w1 is not supported: "
+         "fleetrst connects over SSH"),
+        (f"{tmp_path / 'group_vars' / 'win.yml'}:1: ansible_sudo_user for group win is not "
+         "used: fleetrst reads ansible_become_user"),
+    ]
+    assert [h.port for h in inv.hosts] == [22, 22, 22, 22]
+
+
+def test_ini_twins_have_no_warnings(twins: dict[str, Inventory]) -> None:
+    assert [twin.warnings for twin in twins.values()] == [(), ()]
+
+
+UNKNOWN_SCRIPT = """#!/bin/sh
+cat <<'JSON'
+{"web": {"hosts": ["w1", "w2"], "vars": {"ansible_prot": 2222}},
+ "_meta": {"hostvars": {"w1": {"ansible_usr": "ops"}, "w2": {"ansible_usr": "ops",
+                                                            "app_role": "db"}}}}
+JSON
+"""
+
+
+def test_dynamic_inventory_unknown_variables_name_the_source(tmp_path: Path) -> None:
+    ansible_tool("ansible-inventory")
+    script = write(tmp_path / "inventory.sh", UNKNOWN_SCRIPT, executable=True)
+    # ansible-inventory hands over every host's merged variables, with no file or line: one
+    # warning per variable for the whole source.
+    assert load_inventory(script).warnings == (
+        f"{script}: unknown variable ansible_prot for host w1 (did you mean ansible_port?)",
+        f"{script}: unknown variable ansible_usr for host w1 (did you mean ansible_user?)",
+    )

@@ -124,6 +124,19 @@ def test_quiet_shows_only_errors() -> None:
     assert err.getvalue() == "db01: FAILED: refused \\x1b[2J\\x1b]0;owned\\x07 by \\u202eevil\n"
 
 
+def test_warnings_about_the_input_show_even_with_q_and_keep_their_own_prefix() -> None:
+    tty = FakeTTY()
+    console = Console(io.StringIO(), tty, verbosity=-1, tty=True, colour=False)
+    console.begin(2)
+    console.warning("inv.yml:3: unknown variable ansible_prot for group web\x1b[2J")
+    assert tty.getvalue() == (
+        "fleetrst: warning: inv.yml:3: unknown variable ansible_prot for group web\\x1b[2J\n")
+    pipe = io.StringIO()
+    console = Console(io.StringIO(), pipe, verbosity=0)
+    console.warning("inv.yml:3: x")
+    assert pipe.getvalue() == "fleetrst: warning: inv.yml:3: x\n"  # no timestamp: grep-able
+
+
 def test_without_a_tty_every_line_is_plain_and_timestamped() -> None:
     err = io.StringIO()
     console = Console(io.StringIO(), err, verbosity=0)
