@@ -218,6 +218,10 @@ class Scan:
         opts = self.options
         hr.transport = t = connect(hr.host, opts.known_hosts, opts.accept_new_host_keys, self.jumps)
         self.progress("connected", {"host": hr})
+        attempts = getattr(t, "attempts", 1) or 1
+        if attempts > 1:
+            hr.notes.append(f"connected on attempt {attempts}: the earlier ones were refused "
+                            "(sshd past its MaxStartups, or overloaded)")
         # Clock offset as NTP does it: the host's clock read between two local timestamps,
         # over a channel that is already open so that session setup does not skew it.
         ping = t.start("while read -r _; do date +%s.%N; done")
@@ -315,6 +319,7 @@ class Scan:
             "free_kb": int(kv["free_kb"]) if kv.get("free_kb", "").isdigit() else None,
             "tracefs": kv.get("tracefs") or None,
             "tcp_send_reset": kv.get("tcp_send_reset") or None,
+            "connect_attempts": attempts,
             "clock_offset_s": round(hr.offset, 6),
             "rtt_s": round(hr.rtt, 6),
             "ip_link": sections.get("ip -o link", ""),

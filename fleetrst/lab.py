@@ -622,7 +622,7 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
     for i, host in enumerate(record.data["hosts"]):
         hostdir = directory / "hosts" / host["name"]
         config, line = _sshd_config(hostdir, host["name"], host["address"], authorized,
-                                    extra=NO_MACHINE_RC if jump is not None else "")
+                                    extra=NO_MACHINE_RC)
         known.append(line)
         if plans[i].scenario != "dead":
             log = hostdir / "sshd.log"

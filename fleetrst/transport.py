@@ -391,13 +391,14 @@ def _transient(e: BaseException) -> bool:
     return False
 
 
-def _open_with_retries(conn: Connection, what: str, attempts: int = 6) -> None:
-    """Open, retrying refused handshakes with exponential backoff and jitter."""
+def _open_with_retries(conn: Connection, what: str, attempts: int = 8) -> int:
+    """Open, retrying refused handshakes with exponential backoff and jitter; returns the
+    number of attempts it took."""
     delay = 0.3
     for attempt in range(attempts):
         try:
             conn.open()
-            return
+            return attempt + 1
         except Exception as e:
             if attempt == attempts - 1 or not _transient(e):
                 raise
@@ -434,6 +435,7 @@ class SSHTransport:
         self.description = f"{self.conn.user}@{host.address}:{self.conn.port}{via}"
         self.known_hosts = known_hosts
         self._sftp: paramiko.SFTPClient | None = None
+        self.attempts = 0  # connection attempts open() needed (sshd past MaxStartups refuses some)
 
     def open(self) -> None:
         """Connect and authenticate; every failure becomes a one-line HostError."""
@@ -447,9 +449,9 @@ class SSHTransport:
                 self.conn.gateway = gw
             if sem is not None:
                 with sem:
-                    _open_with_retries(self.conn, where)
+                    self.attempts = _open_with_retries(self.conn, where)
             else:
-                _open_with_retries(self.conn, where)
+                self.attempts = _open_with_retries(self.conn, where)
         except HostError:
             raise
         except paramiko.BadHostKeyException as e:

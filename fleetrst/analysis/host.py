@@ -12,7 +12,7 @@ from typing import Any
 from ..facts import KEY_COUNTERS, counter_deltas
 from ..pcap import format_tcpdump_line
 from .classify import annotate, classify, endpoint
-from .hostfiles import HostFiles, captured_interfaces, load_host, read_packets
+from .hostfiles import CLOCK_SLACK_S, HostFiles, captured_interfaces, load_host, read_packets
 from .links import link_hosts
 from .severity import alarms, order, raise_for_alarms, rate_level, worst_average
 
@@ -22,6 +22,14 @@ def _iso(ts: float | None) -> str | None:
         return None
     from ..collect import iso
     return iso(ts)
+
+
+def _real(ts: float | None, facts: dict[str, Any]) -> float | None:
+    """A time read on the host's clock, on the orchestrator's clock instead."""
+    offset = facts.get("clock_offset_s")
+    if ts is None or not isinstance(offset, (int, float)):
+        return ts
+    return ts - offset
 
 
 def _classification(hf: HostFiles) -> str:
@@ -124,10 +132,17 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
                        "the packet rules")
     elif hf.trace.lost:
         missing.append(f"the trace buffer overwrote {hf.trace.lost} events: some reasons are unknown")
+    offset = facts.get("clock_offset_s")
+    if isinstance(offset, (int, float)) and abs(offset) > CLOCK_SLACK_S:
+        problems.append(f"this host's clock is {offset:+.1f} s off the orchestrator's: its window was "
+                        "scheduled on its own clock (the same real interval as the other hosts'), and "
+                        "times here are the orchestrator's")
     facts["missing"] = missing + problems
     host = dict(base)
     host.update({
-        "window": {"start": _iso(hf.start.time), "end": _iso(hf.end.time), "seconds": round(seconds, 3)},
+        # On the orchestrator's clock, like every other host's: the host's own may be off.
+        "window": {"start": _iso(_real(hf.start.time, facts)), "end": _iso(_real(hf.end.time, facts)),
+                   "seconds": round(seconds, 3)},
         "facts": facts,
         "counters": counters,
         "alarms": host_alarms,
@@ -135,7 +150,7 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
                    "received_per_s": round(n_recv / seconds, 3), "by_interface": by_iface},
         "top_ports": [{"local": k, "sent": v["sent"], "received": v["received"]} for k, v in top_ports],
         "top_peers": [{"peer": k, "sent": v["sent"], "received": v["received"]} for k, v in top_peers],
-        "timeline": {"bucket_s": 1.0, "start": _iso(t0),
+        "timeline": {"bucket_s": 1.0, "start": _iso(_real(t0, facts)),
                      "series": [{"label": k, "values": v} for k, v in sorted(series.items())]},
         "findings": findings,
         "samples": [format_tcpdump_line(x.p) for x in packets[:20]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..trace import Trace, parse_trace
 # this in time, with equal addresses, ports, flags and sequence numbers, are dropped.
 DUPLICATE_S = 0.5
 ANY = "any"
+CLOCK_SLACK_S = 5.0  # host clock offsets below this are left alone
 _REASON_FIELD = re.compile(r"field:[^;]*\breason;")
 
 
@@ -149,6 +151,9 @@ def read_packets(hf: HostFiles, lo: float, hi: float
         if len(parts) >= 2:
             pids[parts[0]] = parts[1]
     ifnames = hf.ifnames
+    # The host's clock minus the orchestrator's, as measured at connect time.
+    offset = (hf.meta.get("facts") or {}).get("clock_offset_s")
+    shift = float(offset) if isinstance(offset, (int, float)) and abs(offset) > CLOCK_SLACK_S else 0.0
     for cap in hf.meta.get("captures", []):
         tag, ifname = str(cap.get("tag")), str(cap.get("interface"))
         path = hf.directory / f"rst-{tag}.pcap"
@@ -156,12 +161,21 @@ def read_packets(hf: HostFiles, lo: float, hi: float
             continue
         info = PcapInfo()
         packets: list[RstPacket] = []
+        elsewhere: list[RstPacket] = []
         try:
             for p in iter_resets(path, ifnames=ifnames, default_ifname=ifname, info=info):
                 if lo <= p.ts <= hi:
                     packets.append(p)
+                elif shift and lo <= p.ts + shift <= hi:
+                    elsewhere.append(p)
         except PcapError as e:
             problems.append(f"{ifname}: {e}")
+        if len(elsewhere) > len(packets):
+            # The capture's timestamps are on the orchestrator's time, not on the clock the host
+            # script read (a kernel and a C library that disagree, e.g. under libfaketime).
+            packets = [dataclasses.replace(p, ts=p.ts + shift) for p in elsewhere]
+            problems.append(f"{ifname}: capture timestamps are {shift:+.0f} s off this host's "
+                            "clock (they follow real time); aligned to the host's window")
         if ifname == ANY and any(p.ifindex is not None and p.ifindex not in ifnames for p in packets):
             problems.append(f"{ifname}: some packets name interface indexes that ip-link.txt "
                             "does not list; they are shown as 'any'")
