@@ -20,6 +20,9 @@ from . import __version__
 from .errors import HostError
 from .facts import parse_ip_link
 from .model import Host
+from .netns import DEFAULT_MAX as DEFAULT_MAX_NAMESPACES
+from .netns import preflight_netns
+from .netns import select as select_namespaces
 from .transport import JumpPool, LocalTransport, SSHTransport, Stream, Transport, connect, quote
 
 LEAD = 1.0  # the host side starts tcpdump this long before the window (capture.sh)
@@ -51,6 +54,11 @@ class ScanOptions:
     # A root-owned copy of capture.sh that sudoers allows (see README); used when it matches.
     host_script: str = DEFAULT_HOST_SCRIPT
     become_password: str | None = field(default=None, repr=False)
+    # Network namespaces to capture inside: all (up to max_namespaces, those sending the most
+    # resets first), host (only count them), or a comma-separated list of inodes, names,
+    # container or pod ids. Every namespace's counters are read whatever this says.
+    namespaces: str = "all"
+    max_namespaces: int = DEFAULT_MAX_NAMESPACES
 
 
 @dataclass
@@ -76,6 +84,7 @@ class HostRun:
     files: dict[str, dict[str, object]] = field(default_factory=dict)
     window_host: dict[str, float] = field(default_factory=dict)
     cleanup: str = "not started"
+    ns_arg: str = "all"  # the host script's ns= argument (see ScanOptions.namespaces)
 
     def fail(self, reason: str) -> None:
         self.status = "failed"
@@ -121,6 +130,25 @@ def host_dir_names(hosts: Iterable[Host]) -> list[str]:
         used.add(name)
         names.append(name)
     return names
+
+
+_NS_FILE = re.compile(r"ns([1-9][0-9]{0,19})\.([A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,200})")
+
+
+def local_name(remote_name: str) -> Path:
+    """Where a file the host side listed goes, relative to the host's folder: a namespace's file
+    `nsINODE.FILE` into `netns/INODE/FILE` (a folder `load_host` reads like a host's), any
+    other file as it is. Raises ValueError for a name that could leave the folder."""
+    # "netns" itself would stand where the namespaces' folders go.
+    if not _FILE_NAME.fullmatch(remote_name) or remote_name in (".", "..", "netns"):
+        raise ValueError(f"unsafe file name from the host: {remote_name[:60]!r}")
+    m = _NS_FILE.fullmatch(remote_name)
+    if m is None:
+        return Path(remote_name)
+    inner = m.group(2)
+    if inner.startswith(".") or _NS_FILE.fullmatch(inner):
+        raise ValueError(f"unsafe file name from the host: {remote_name[:60]!r}")
+    return Path("netns", m.group(1), inner)
 
 
 def host_token(host: Host) -> str:
@@ -325,6 +353,10 @@ class Scan:
             "ip_link": sections.get("ip -o link", ""),
             "ip_addr": sections.get("ip -o addr", ""),
         }
+        netns_self, namespaces = preflight_netns(r.stdout)
+        hr.facts["network_namespaces"] = sum(1 for ns in namespaces if ns.inode != netns_self)
+        hr.ns_arg, ns_notes = select_namespaces(opts.namespaces, namespaces, netns_self)
+        hr.notes += ns_notes
         free = hr.facts["free_kb"]
         if isinstance(free, int) and free < 512:
             raise HostError(f"only {free} KB free in {opts.remote_tmp} on the host: not enough to capture")
@@ -371,15 +403,21 @@ class Scan:
         opts = self.options
         cap_bytes = opts.cap_mb * 1024 * 1024
         free_kb = hr.facts.get("free_kb")
+        # Namespaces' captures share the space too (lo and one more interface each, usually).
+        counted = hr.facts.get("network_namespaces")
+        namespaced = 2 * min(opts.max_namespaces, counted if isinstance(counted, int) else 0)
+        ns_arg = hr.ns_arg if hr.captures else "none"
         if isinstance(free_kb, int) and hr.captures:
             # Never let the captures take more than half of what is free where they go.
-            share = free_kb * 1024 // 2 // len(hr.captures)
+            share = free_kb * 1024 // 2 // (len(hr.captures) + (namespaced if ns_arg != "host" else 0))
             if share < cap_bytes:
                 cap_bytes = share
                 hr.notes.append(
                     f"only {free_kb} KB free in {opts.remote_tmp}: each capture capped at {share // 1024} KB"
                 )
         cap_blocks = max(1, cap_bytes // 512)
+        for c in hr.captures:
+            c["cap_bytes"] = cap_blocks * 512  # what `ulimit -f` lets a capture file grow to
         # The lease stays open until collection; the host side gives up on its own after
         # collect_timeout, and time-boxes itself with `timeout` whatever happens.
         ifargs = " ".join(f"{quote(c['interface'])} {quote(c['tag'])}" for c in hr.captures)
@@ -388,7 +426,7 @@ class Scan:
         cmd = self._host(
             hr,
             f"run {d} wait {opts.duration:.3f} {cap_blocks} {int(opts.collect_timeout)} {trace} "
-            f"-- {ifargs}",
+            f"ns={quote(ns_arg)} nsmax={max(0, opts.max_namespaces)} -- {ifargs}",
         )
         hr.stream = hr.transport.start(cmd)
         secret = self._secret(hr)
@@ -602,6 +640,7 @@ class Scan:
             "captures": hr.captures,
             "files": hr.files,
             "cleanup": hr.cleanup,
+            "namespaces": {"select": self.options.namespaces, "max": self.options.max_namespaces},
         }
         (hdir / "host.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 

@@ -83,9 +83,11 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
             "evidence": {"samples": [], "counters": {"OutRsts": out_rsts}, "basis": "counters"},
         })
     elif captured_ifaces and out_rsts > n_sent * 1.5 + 3:
+        capped = [str(pc["interface"]) for pc in pcaps if pc.get("capped")]
         problems.append(
-            f"OutRsts rose by {out_rsts} but {n_sent} sent resets were captured: the rest left through "
-            "interfaces or network namespaces that were not captured"
+            f"OutRsts rose by {out_rsts} but {n_sent} sent resets were captured: "
+            + (f"the capture of {', '.join(capped)} hit its size cap (--cap-mb)" if capped else
+               "the rest left through interfaces or network namespaces that were not captured")
         )
 
     by_iface: dict[str, dict[str, int]] = {i: {"sent": 0, "received": 0} for i in captured_ifaces}

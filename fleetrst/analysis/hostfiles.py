@@ -26,6 +26,7 @@ from ..trace import Trace, parse_trace
 # this in time, with equal addresses, ports, flags and sequence numbers, are dropped.
 DUPLICATE_S = 0.5
 ANY = "any"
+CAP_SLACK = 16 + 128 + 1  # a record header and a whole snaplen: the most a capped file falls short
 CLOCK_SLACK_S = 5.0  # host clock offsets below this are left alone
 _REASON_FIELD = re.compile(r"field:[^;]*\breason;")
 
@@ -90,6 +91,9 @@ def load_host(directory: Path) -> HostFiles:
         trace = parse_trace(trace_text, format_text)
     notes = [ln[5:] for ln in (read_text(directory / "notes.txt") or "").splitlines()
              if ln.startswith("note=")]
+    if "captures" not in meta:
+        # A network namespace's folder has no host.json: its captures.txt says what ran.
+        meta["captures"] = captures_from_file(read_text(directory / "captures.txt") or "")
     return HostFiles(
         directory=directory,
         meta=meta,
@@ -108,6 +112,16 @@ def load_host(directory: Path) -> HostFiles:
     )
 
 
+def captures_from_file(text: str) -> list[dict[str, Any]]:
+    """The captures a captures.txt lists (TAG PID IFNAME per line), as host.json has them."""
+    out = []
+    for line in text.split("\n"):
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[0]:
+            out.append({"interface": parts[2], "tag": parts[0]})
+    return out
+
+
 def captured_interfaces(hf: HostFiles) -> list[str]:
     """The interfaces the captures covered; an `any` capture covers every interface that was up."""
     names: list[str] = []
@@ -116,6 +130,12 @@ def captured_interfaces(hf: HostFiles) -> list[str]:
         covered = [i.name for i in hf.links.values() if i.up] if name == ANY and hf.links else [name]
         names += [n for n in covered if n not in names]
     return names
+
+
+def cap_bytes(cap: dict[str, Any]) -> int | None:
+    """The size cap a capture ran under, when the run recorded it."""
+    value = cap.get("cap_bytes")
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _dedupe(per_file: list[tuple[bool, list[RstPacket]]]) -> list[RstPacket]:
@@ -181,14 +201,21 @@ def read_packets(hf: HostFiles, lo: float, hi: float
                             "does not list; they are shown as 'any'")
         per_file.append((ifname == ANY, packets))
         rc = exit_codes.get(pids.get(tag, ""), "")
-        # 153 = 128 + SIGXFSZ: the file hit the size cap.
-        capped = rc == "153"
+        # 153 = 128 + SIGXFSZ: the file hit the size cap. A tcpdump that inherited SIGXFSZ
+        # ignored gets EFBIG instead and runs on, so a file within one record of the cap counts.
+        limit = cap_bytes(cap)
+        capped = rc == "153" or (limit is not None and path.stat().st_size > limit - CAP_SLACK)
+        if rc == "97":
+            # capture.sh's check inside a namespace: it was not the namespace meant any more.
+            problems.append(f"{ifname}: not captured: the namespace's process was gone (or its "
+                            "PID reused) when the capture started")
         if capped:
             problems.append(f"{ifname}: capture hit the size cap; later resets were not recorded")
         if info.truncated and not capped:
             problems.append(f"{ifname}: last packet of the capture was cut short ({info.error})")
         pcaps.append({"interface": ifname, "file": path.name, "packets": len(packets),
-                      "bytes": path.stat().st_size, "truncated": bool(info.truncated or capped)})
+                      "bytes": path.stat().st_size, "truncated": bool(info.truncated or capped),
+                      "capped": capped})
     packets = _dedupe(per_file) if len(per_file) > 1 else [p for _, ps in per_file for p in ps]
     packets.sort(key=lambda p: p.ts)
     return packets, pcaps, problems
