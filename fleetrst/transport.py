@@ -9,7 +9,6 @@ import os
 import random
 import re
 import shlex
-import shutil
 import subprocess
 import threading
 import time
@@ -67,9 +66,6 @@ class Transport(Protocol):
 
     def start(self, command: str) -> Stream:
         """Start a command whose stdin stays open until close_stdin()."""
-
-    def get(self, remote: str, local: Path) -> None:
-        """Copy one remote file to a local path."""
 
     def fetch(self, directory: str, files: list[tuple[str, int, Path]], timeout: float) -> dict[str, str]:
         """Copy many files of one remote directory in one round trip: (name, announced size,
@@ -406,6 +402,7 @@ def _open_with_retries(conn: Connection, what: str, attempts: int = 8) -> int:
                 conn.close()
             time.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class SSHTransport:
@@ -434,7 +431,6 @@ class SSHTransport:
         via = f" via {self.jump}" if self.jump else ""
         self.description = f"{self.conn.user}@{host.address}:{self.conn.port}{via}"
         self.known_hosts = known_hosts
-        self._sftp: paramiko.SFTPClient | None = None
         self.attempts = 0  # connection attempts open() needed (sshd past MaxStartups refuses some)
 
     def open(self) -> None:
@@ -538,14 +534,6 @@ class SSHTransport:
     def start(self, command: str) -> Stream:
         return SSHStream(self._channel(command))
 
-    def get(self, remote: str, local: Path) -> None:
-        try:
-            if self._sftp is None:
-                self._sftp = self.conn.client.open_sftp()
-            self._sftp.get(remote, str(local))
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            raise HostError(f"cannot fetch {remote} from {self.description}: {e}") from e
-
     def fetch(self, directory: str, files: list[tuple[str, int, Path]], timeout: float) -> dict[str, str]:
         split = _Splitter(files)
         channel = self._channel(fetch_command(directory, files))
@@ -585,9 +573,6 @@ class SSHTransport:
 
     def close(self) -> None:
         # Closing must never raise: it runs in cleanup paths.
-        with contextlib.suppress(Exception):
-            if self._sftp is not None:
-                self._sftp.close()
         with contextlib.suppress(Exception):
             self.conn.close()
 
@@ -677,12 +662,6 @@ class LocalTransport:
             start_new_session=True,
         )
         return LocalStream(proc)
-
-    def get(self, remote: str, local: Path) -> None:
-        try:
-            shutil.copyfile(remote, local)
-        except OSError as e:
-            raise HostError(f"cannot copy {remote}: {e.strerror or e}") from e
 
     def fetch(self, directory: str, files: list[tuple[str, int, Path]], timeout: float) -> dict[str, str]:
         split = _Splitter(files)
