@@ -39,7 +39,7 @@ def test_limit_matching_nothing_is_a_usage_error(tmp_path: Path) -> None:
     assert "db*" in err
 
 
-def test_scan_prints_inventory_warnings_even_with_q_and_still_runs(tmp_path: Path) -> None:
+def test_scan_prints_inventory_warnings_even_with_q_and_still_runs(tmp_path: Path, fault_table) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -58,6 +58,23 @@ def test_scan_prints_inventory_warnings_even_with_q_and_still_runs(tmp_path: Pat
                          "web01 (did you mean ansible_port?)")]
     assert done.stderr.startswith(warnings[0])
     assert (tmp_path / "run" / "summary.json").is_file()
+    fault_table.append(("unknown inventory variable", "warned with file:line, scan still runs",
+                        "inv.yml" + warnings[0].split(str(inv), 1)[1][:70], "ok"))
+
+
+def test_an_inventory_syntax_error_names_file_and_line_and_touches_no_host(tmp_path: Path, fault_table) -> None:
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    web01:\n      ansible_host: [198.18.0.9\n    web02:\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetrst", "scan", str(inv), "--duration", "1", "-o", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == ExitStatus.USAGE
+    assert len(lines) == 1 and lines[0].startswith(f"fleetrst: {inv}:5: YAML error: "), done.stderr
+    assert not (tmp_path / "run").exists()
+    fault_table.append(("inventory syntax error", "one line with file:line, exit 2, no scan",
+                        f"inv.yml{lines[0].split(str(inv), 1)[1][:60]} (exit {done.returncode})", "ok"))
 
 
 def test_bad_option_is_a_usage_error() -> None:

@@ -89,7 +89,7 @@ def _by_scenario(state: LabState) -> dict[str, object]:
     return {h.scenario: h for h in state.hosts}
 
 
-def test_scan_finds_the_top_sender_on_every_host(fleet: LabState, tmp_path: Path) -> None:
+def test_scan_finds_the_top_sender_on_every_host(fleet: LabState, tmp_path: Path, fault_table) -> None:
     out = tmp_path / "run"
     r = fleetrst("scan", str(fleet.inventory), "--known-hosts", str(fleet.known_hosts),
                  "--duration", "8", "-o", str(out))
@@ -127,6 +127,8 @@ def test_scan_finds_the_top_sender_on_every_host(fleet: LabState, tmp_path: Path
         if lh.scenario == "dead":
             assert h["status"] == "failed"
             assert "refused" in h["error"]
+            fault_table.append(("connection refused", "failed: one line, others complete, exit 3",
+                                f"failed: {h['error']} (exit {r.returncode})", "ok"))
             continue
         assert h["status"] == "ok", h.get("error")
         assert h["counters"]["OutRsts"]["delta"] >= 0
@@ -158,7 +160,7 @@ def test_scan_finds_the_top_sender_on_every_host(fleet: LabState, tmp_path: Path
     assert leftovers(fleet, [out]) == {"dirs": [], "tcpdump": [], "trace_instances": []}
 
 
-def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path: Path) -> None:
+def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path: Path, fault_table) -> None:
     duration = 20
     out = tmp_path / "run"
     proc = subprocess.Popen(
@@ -186,6 +188,8 @@ def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path
             assert any(f.name.startswith("rst-") for f in files)
             for f in files:
                 assert f.stat().st_mode & 0o077 == 0, (f, oct(f.stat().st_mode))
+        fault_table.append(("host-side file modes", "files 0600 in a 0700 directory, mid-window",
+                            f"{len(dirs)} directories 0700, no file readable by group or others", "ok"))
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=30)
         assert rc == 130
@@ -203,7 +207,7 @@ def _live_host(state: LabState):
     return next(h for h in state.hosts if h.scenario == "quiet")
 
 
-def test_unknown_host_keys_are_refused_unless_accepted_explicitly(fleet: LabState, tmp_path: Path) -> None:
+def test_unknown_host_keys_are_refused_unless_accepted_explicitly(fleet: LabState, tmp_path: Path, fault_table) -> None:
     host = _live_host(fleet)
     empty = tmp_path / "known_hosts"
     r = fleetrst("scan", str(fleet.inventory), "-l", host.name, "--known-hosts", str(empty),
@@ -226,9 +230,11 @@ def test_unknown_host_keys_are_refused_unless_accepted_explicitly(fleet: LabStat
         capture_output=True, text=True, timeout=30, check=False,
     )
     assert ssh.returncode == 0, ssh.stderr
+    fault_table.append(("unknown host key", "refused unless --accept-new-host-keys, then recorded",
+                        f"refused ({entry['error'][:50]}...), accepted key verified by OpenSSH", "ok"))
 
 
-def test_a_changed_host_key_is_refused_and_named(fleet: LabState, tmp_path: Path) -> None:
+def test_a_changed_host_key_is_refused_and_named(fleet: LabState, tmp_path: Path, fault_table) -> None:
     host = _live_host(fleet)
     other = next(h for h in fleet.hosts if h.name != host.name)
     lines = fleet.known_hosts.read_text().splitlines()
@@ -243,6 +249,8 @@ def test_a_changed_host_key_is_refused_and_named(fleet: LabState, tmp_path: Path
     assert entry["status"] == "failed"
     assert "CHANGED" in entry["error"] and str(forged) in entry["error"]
     assert forged.read_text() == f"{host.address} {other_key}\n"
+    fault_table.append(("changed host key", "refused even with --accept-new-host-keys, known_hosts named",
+                        f"failed: {entry['error'][:90]}", "ok"))
 
 
 def test_hosts_behind_a_bastion_are_reached_through_one_shared_connection(fleet: LabState, tmp_path: Path) -> None:

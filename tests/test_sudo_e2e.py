@@ -121,7 +121,7 @@ def top_findings(out: Path) -> dict[str, tuple]:
 
 
 def test_restricted_sudo_user_gets_the_same_results_as_root(fleet: LabState, users: RestrictedUsers,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, fault_table) -> None:
     user = users.add_user(nopasswd=True)
     users.write_sudoers([f"{user} ALL=(root) NOPASSWD: {users.script}"])
     root_out, user_out = tmp_path / "root", tmp_path / "user"
@@ -143,6 +143,8 @@ def test_restricted_sudo_user_gets_the_same_results_as_root(fleet: LabState, use
     for host in json.loads((user_out / "summary.json").read_text())["hosts"]:
         assert (user_out / host["report"]).parent.joinpath("counters-end.txt").exists()
     assert not list(Path("/tmp").glob(f"fleetrst-{json.loads((user_out / 'run.json').read_text())['id']}-*"))
+    fault_table.append(("sudo runs only the README's sudoers command", "sudo log: the host script only",
+                        f"{len(commands)} sudo commands, all {users.script}; same findings as root", "ok"))
 
 
 def test_without_the_installed_script_a_restricted_user_gets_counters_only(fleet: LabState, users: RestrictedUsers,
@@ -160,7 +162,8 @@ def test_without_the_installed_script_a_restricted_user_gets_counters_only(fleet
     assert ok, hosts
 
 
-def test_a_sudo_password_travels_on_stdin_only(fleet: LabState, users: RestrictedUsers, tmp_path: Path) -> None:
+def test_a_sudo_password_travels_on_stdin_only(fleet: LabState, users: RestrictedUsers, tmp_path: Path,
+                                               fault_table) -> None:
     password = "pw-" + secrets.token_urlsafe(12)
     user = users.add_user(nopasswd=False, password=password)
     users.write_sudoers([f"{user} ALL=(root) {users.script}"])
@@ -196,6 +199,8 @@ def test_a_sudo_password_travels_on_stdin_only(fleet: LabState, users: Restricte
     assert all(h["status"] == "ok" for h in hosts), [h.get("error") for h in hosts]
     assert not seen_in_argv
     assert password not in r.stdout + r.stderr
-    for f in out.rglob("*"):
-        if f.is_file():
-            assert password.encode() not in f.read_bytes(), f
+    files = [f for f in out.rglob("*") if f.is_file()]
+    for f in files:
+        assert password.encode() not in f.read_bytes(), f
+    fault_table.append(("sudo password (-K / --become-password-file)", "never in argv, output or files",
+                        f"absent from every argv (/proc polled), output and {len(files)} run files", "ok"))

@@ -91,7 +91,7 @@ def _status_lines(text: str) -> list[str]:
 # --- the console on its own ---------------------------------------------------------------------
 
 
-def test_tty_draws_one_status_line_and_prints_failures_above_it() -> None:
+def test_tty_draws_one_status_line_and_prints_failures_above_it(fault_table) -> None:
     err = FakeTTY()
     console = Console(io.StringIO(), err, verbosity=0, tty=True, colour=False)
     _feed(console)
@@ -113,6 +113,8 @@ def test_tty_draws_one_status_line_and_prints_failures_above_it() -> None:
     assert text.endswith("\r\x1b[K")  # end() leaves a clean line for what follows
     # Nothing from a host reached the terminal as a control sequence.
     assert "\x1b[2J" not in text and "\x07" not in text and "\u202e" not in text
+    fault_table.append(("terminal escaping of host content", "control sequences shown escaped",
+                        failure.split(": ", 2)[2], "ok"))
 
 
 def test_quiet_shows_only_errors() -> None:
