@@ -15,8 +15,10 @@ if [ "${1:-}" = "--test" ]; then
     extra="[test]"
     # The browser test opens the reports in Debian's Chromium, driven by Playwright's Python
     # package pointed at /usr/bin/chromium (no browser download), with a font to draw them.
-    # sudo: the restricted-user tests; shellcheck: the host script's lint test.
-    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core sudo shellcheck >/dev/null
+    # sudo: the restricted-user tests; shellcheck: the host script's lint test; faketime: a
+    # test host whose clock is an hour off.
+    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core sudo shellcheck \
+        faketime >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

@@ -3,7 +3,9 @@
 Everything here works on summary dicts (summary.json as fleetrst or the Ansible path wrote it) and
 is pure but for `load_summary`. Findings of the two runs are matched by identity, not by text:
 
-- kind, network namespace (a finding's ``netns``, absent for the host's own) and interface;
+- kind, network namespace (a finding's ``netns``, null for the host's own: matched by its
+  container id, else its name under /run/netns, else its main process' name, since inodes and
+  PIDs change when a container restarts) and interface;
 - then where: the service port for findings about a local service (``local_dead_service``,
   ``refused``, ``abort``, ``listen_overflow``, ``stray``: the client side of a connection uses
   ephemeral ports and the local address may be any of the host's), the remote endpoint for resets
@@ -91,6 +93,19 @@ def _port(endpoint: str) -> str:
     return endpoint.rsplit(":", 1)[-1] if ":" in endpoint else endpoint
 
 
+def netns_key(netns: object) -> str | None:
+    """A finding's namespace as matched across runs, or None for the host's own."""
+    if netns is None or netns == "":
+        return None
+    if not isinstance(netns, Mapping):
+        return _text(netns)
+    for prefix, key in (("container", "container"), ("netns", "name"), ("process", "comm"),
+                        ("inode", "inode")):
+        if netns.get(key):
+            return f"{prefix} {_text(netns.get(key))}"
+    return "namespace"
+
+
 def finding_key(finding: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """The identity of a finding across runs: (kind, netns, interface, where)."""
     kind = _text(finding.get("kind"))
@@ -103,7 +118,7 @@ def finding_key(finding: Mapping[str, Any]) -> tuple[str, str, str, str]:
         where = "from " + _text(first) if first is not None else "at " + local
     else:
         where = local
-    return (kind, _text(finding.get("netns")), _text(finding.get("interface")), where)
+    return (kind, _text(netns_key(finding.get("netns"))), _text(finding.get("interface")), where)
 
 
 def _rate(value: object) -> float | None:
@@ -162,7 +177,7 @@ def _brief(finding: Mapping[str, Any]) -> dict[str, Any]:
         "kind": _text(finding.get("kind")),
         "severity": _text(finding.get("severity")) or "info",
         "interface": _text(finding.get("interface")),
-        "netns": finding.get("netns"),
+        "netns": netns_key(finding.get("netns")),
         "local": _text(finding.get("local")),
         "summary": _text(finding.get("summary")),
     }

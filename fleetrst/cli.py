@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,8 @@ from .baseline import BaselineError, apply_baseline, describe, load_summary, reg
 from .collect import DEFAULT_HOST_SCRIPT, Scan, ScanOptions
 from .errors import FleetrstError, InventoryError
 from .inventory import Inventory, load_inventory
+from .netns import CAPTURE_LIMIT as NAMESPACE_CAPTURE_LIMIT
+from .netns import DEFAULT_MAX as DEFAULT_MAX_NAMESPACES
 from .report import host_verdict, write_reports
 
 
@@ -208,8 +211,10 @@ class Console:
         if hr.status == "partial":
             self.info(f"{name}: partial: {hr.error}", level=0)
         ifaces = ", ".join(str(c["interface"]) for c in hr.captures) or "none"
+        namespaces = facts.get("network_namespaces")
+        more = f", {namespaces} other network namespace(s)" if namespaces else ""
         self.info(f"{name}: ready: kernel {facts.get('kernel') or '?'}, clock offset "
-                  f"{hr.offset * 1000:+.1f} ms, capturing on {ifaces}", level=1)
+                  f"{hr.offset * 1000:+.1f} ms, capturing on {ifaces}{more}", level=1)
 
     def _stage_done(self, stage: str, total: int) -> None:
         if self.tty:
@@ -256,6 +261,15 @@ def _interfaces(value: str) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _namespaces_spec_ok(spec: str) -> bool:
+    """all, host, or a list of inodes, names (as under /run/netns) and container or pod ids."""
+    spec = spec.strip()
+    if spec in ("all", "host"):
+        return True
+    items = [x.strip() for x in spec.split(",")]
+    return bool(items) and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", x) for x in items)
+
+
 def _baseline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, metavar="PATH",
                    help="compare with an earlier run (its directory or its summary.json)")
@@ -300,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--become-password-file", type=Path, metavar="FILE",
                    help="read the sudo password from the first line of FILE")
     s.add_argument("--no-trace", action="store_true", help="do not use tracefs for kernel reset reasons")
+    s.add_argument("--namespaces", default="all", metavar="all|host|LIST",
+                   help="network namespaces (containers, pods) to capture inside: all (default: up to "
+                        "--max-namespaces, those sending the most resets first), host (only count "
+                        "them), or a comma-separated list of inodes, /run/netns names, container or pod "
+                        "ids (prefixes); every namespace's counters are read in any case")
+    s.add_argument("--max-namespaces", type=int, default=DEFAULT_MAX_NAMESPACES, metavar="N",
+                   help=f"capture inside at most N namespaces per host (default "
+                        f"{DEFAULT_MAX_NAMESPACES}, at most {NAMESPACE_CAPTURE_LIMIT})")
     s.add_argument("--fail-on", choices=("info", "warning", "critical"), default="warning",
                    help="exit 1 when a finding reaches this severity (default warning)")
     _baseline_options(s)
@@ -440,6 +462,11 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> ExitStatus:
     hosts = inv.select(args.limit)
     if args.duration <= 0 or args.duration > 3600:
         raise InventoryError("--duration must be between 0 and 3600 seconds")
+    if not 0 <= args.max_namespaces <= NAMESPACE_CAPTURE_LIMIT:
+        raise InventoryError(f"--max-namespaces must be between 0 and {NAMESPACE_CAPTURE_LIMIT}")
+    if not _namespaces_spec_ok(args.namespaces):
+        raise InventoryError("--namespaces takes all, host, or a comma-separated list of inodes, "
+                             "namespace names, container or pod ids")
     baseline = _load_baseline(args)
     opts = ScanOptions(
         duration=args.duration, out=args.out, forks=max(1, args.forks),
@@ -447,6 +474,7 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> ExitStatus:
         accept_new_host_keys=args.accept_new_host_keys, cap_mb=max(1, args.cap_mb),
         remote_tmp=args.remote_tmp, trace=not args.no_trace, inventory=str(args.inventory), limit=args.limit,
         host_script=args.host_script, become_password=_become_password(args),
+        namespaces=args.namespaces.strip(), max_namespaces=args.max_namespaces,
     )
     scan = Scan(hosts, opts, progress=console.progress)
     console.info(f"fleetrst {__version__}: run {scan.run_id}, {len(hosts)} host(s), {opts.duration:g} s window")

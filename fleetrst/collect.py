@@ -151,6 +151,16 @@ def local_name(remote_name: str) -> Path:
     return Path("netns", m.group(1), inner)
 
 
+def local_path(hdir: Path, remote_name: str) -> Path:
+    """Where a listed file is fetched to (see local_name), its folder made."""
+    try:
+        path = hdir / local_name(remote_name)
+    except ValueError as e:
+        raise HostError(str(e)) from e
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def host_token(host: Host) -> str:
     """Stable per-host tag in remote file names, so a later run can find its own leftovers."""
     return hashlib.sha256(f"{host.name}|{host.address}|{host.port}".encode()).hexdigest()[:10]
@@ -409,7 +419,7 @@ class Scan:
         ns_arg = hr.ns_arg if hr.captures else "none"
         if isinstance(free_kb, int) and hr.captures:
             # Never let the captures take more than half of what is free where they go.
-            share = free_kb * 1024 // 2 // (len(hr.captures) + (namespaced if ns_arg != "host" else 0))
+            share = free_kb * 1024 // 2 // (len(hr.captures) + (namespaced if ns_arg not in ("host", "none") else 0))
             if share < cap_bytes:
                 cap_bytes = share
                 hr.notes.append(
@@ -487,7 +497,7 @@ class Scan:
             if not _FILE_NAME.fullmatch(name):
                 hr.notes.append(f"ignored a file with an unexpected name: {name[:60]!r}")
                 continue
-            wanted.append((name, size, hdir / name))
+            wanted.append((name, size, local_path(hdir, name)))
             expected[name] = (size, sha)
         # Everyone waits for their host at once; fetching (the bandwidth) is what -f limits.
         with self._fetch_slots:

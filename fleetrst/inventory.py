@@ -1022,7 +1022,7 @@ _READ_VARS = frozenset({
 _PLAYBOOK_VARS = frozenset({
     "fleetrst_out", "fleetrst_duration", "fleetrst_interfaces", "fleetrst_cap_mb",
     "fleetrst_trace", "fleetrst_remote_tmp", "fleetrst_collect_timeout", "fleetrst_arm_margin",
-    "fleetrst_script", "fleetrst_run_id",
+    "fleetrst_script", "fleetrst_run_id", "fleetrst_namespaces", "fleetrst_max_namespaces",
 })
 # Ansible's own settings that change nothing in how fleetrst reaches a host or captures on it.
 _HARMLESS_VARS = frozenset({

@@ -2,6 +2,14 @@
 namespace, each running one scenario that makes real TCP resets. Used by the end-to-end tests and
 by ``fleetrst lab up|down``; everything it creates is recorded in ``DIR/lab.json`` for lab_down.
 
+Each host looks like a machine of its own from the inside: besides its network namespace it has
+a PID namespace and a mount namespace, with its own /proc (``ps`` and ``ss -p`` show its own
+processes, with its own PIDs) and its own /run/netns (``ip netns`` lists its own named
+namespaces). Its first process, the host's init, holds them; everything else of the host is
+started inside them, and all of it dies with the init. A scenario may run in a network
+namespace nested in its host, as a container does (``closed_port@netns``, ``linger_abort@named``),
+and a host may hold idle nested namespaces (``idle_netns``, ``idle_named``).
+
 With a bastion, the root namespace's bridge holds only the bastion (its own sshd, OpenSSH's
 default limits); the hosts sit on a bridge inside the bastion's namespace, on a block the root
 namespace has an ``unreachable`` route for, so they are reached through the bastion only.
@@ -17,6 +25,7 @@ import json
 import math
 import os
 import random
+import re
 import secrets
 import shlex
 import shutil
@@ -25,6 +34,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +44,17 @@ from typing import Any
 import yaml
 
 from fleetrst.errors import LabError
-from fleetrst.labtraffic import comm_of, exited, pin, spawn_detached, start_time, stop
+from fleetrst.labhost import (
+    add_named,
+    in_host,
+    in_new_netns,
+    init_argv,
+    mount_ns_members,
+    named_path,
+    wait_init,
+    wait_new_netns,
+)
+from fleetrst.labtraffic import comm_of, exited, ns_pid, pin, spawn_detached, start_time, stop
 
 LAB_POOL = ipaddress.IPv4Network("198.18.0.0/24")
 SCENARIOS = (
@@ -48,6 +68,12 @@ RATES = {
 SWEEP_PORTS = 20
 # Scenarios with a main process whose name lab_up(names=...) can force.
 NAMED_SCENARIOS = ("closed_port", "linger_abort", "unread_close", "port_sweep", "listen_overflow")
+# Scenarios that can run in a namespace nested in their host ("closed_port@netns"): all their
+# processes are in it and talk over its own lo.
+NESTABLE_SCENARIOS = ("closed_port", "linger_abort", "unread_close", "listen_overflow")
+PLACEMENTS = ("netns", "named")  # SCENARIO@netns: unnamed; SCENARIO@named[=NAME]: `ip netns add`
+MAX_IDLE_NETNS = 100  # per host and kind
+NETNS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 PORTS = range(1025, 32001)  # below the ephemeral range, so no client ever holds one of them
 # Process names: varied, some with characters that naive `ss -p` parsing gets wrong.
 NAME_POOL = (
@@ -56,7 +82,7 @@ NAME_POOL = (
     "db)proxy", "log shipper",
 )
 SSHD = "/usr/sbin/sshd"
-TOOLS = ("ip", "ssh-keygen")
+TOOLS = ("ip", "ssh-keygen", "nsenter", "unshare")
 GLOBAL_LOCK = Path("/run/fleetrst-lab.lock")
 SSHD_TIMEOUT = 30.0
 LISTEN_TIMEOUT = 10.0
@@ -67,14 +93,40 @@ FORMAT = 1
 
 
 @dataclass
+class LabProcess:
+    """A process of a lab host: its PID in the root namespace (to stop it) and in its host."""
+
+    pid: int
+    ns_pid: int
+    name: str
+    role: str = ""
+
+
+@dataclass
+class LabNetns:
+    """A network namespace nested in a lab host, as a container runtime makes them."""
+
+    inode: int  # of /proc/PID/ns/net, as os.stat sees it from the root namespace
+    name: str | None  # named: in the host's own /run/netns; None: held by its process only
+    scenario: str | None  # the scenario running in it, None for an idle one
+    main: LabProcess | None  # the process that holds it (None: a named one, held by its name)
+    processes: list[LabProcess] = field(default_factory=list)  # the scenario's processes
+
+
+@dataclass
 class LabHost:
-    """One lab host and the ground truth of what its scenario does."""
+    """One lab host and the ground truth of what its scenario does.
+
+    With the scenario in a nested namespace, `expected["netns"]` is {"name", "inode"} of it.
+    """
 
     name: str
     address: str
     namespace: str
     scenario: str
     expected: dict[str, Any]
+    init: LabProcess | None = None  # holds the host's PID and mount namespaces (None: dead)
+    netns: list[LabNetns] = field(default_factory=list)
 
 
 @dataclass
@@ -105,25 +157,51 @@ class LabState:
 
 @dataclass
 class ProcSpec:
-    """A traffic generator to start: in which host's namespace (None: root), as what."""
+    """A traffic generator to start: in which host's namespace (None: root), as what;
+    `nested`: in the network namespace nested in that host for its scenario."""
 
     host: int | None
     scenario: str
     role: str
     name: str
     options: list[str] = field(default_factory=list)
+    nested: bool = False
 
 
 @dataclass
 class HostPlan:
-    """What one host runs and what a correct diagnosis of it says."""
+    """What one host runs and what a correct diagnosis of it says; `netns` is {"name": ...}
+    of the nested namespace the scenario runs in (name None: unnamed), or None."""
 
     scenario: str
     expected: dict[str, Any]
     procs: list[ProcSpec]
+    netns: dict[str, Any] | None = None
 
 
 # --- planning: pure, seeded -------------------------------------------------------------------
+
+
+def parse_scenario(entry: str) -> tuple[str, str | None, str | None]:
+    """(scenario, placement, name) of "closed_port", "closed_port@netns" (in an unnamed nested
+    network namespace), "linger_abort@named" (a named one, name drawn from the seed) or
+    "linger_abort@named=NAME"."""
+    kind, at, where = entry.partition("@")
+    if kind not in SCENARIOS:
+        raise LabError(f"unknown scenario {kind!r}; known: {', '.join(SCENARIOS)}")
+    if not at:
+        return kind, None, None
+    placement, eq, name = where.partition("=")
+    if placement not in PLACEMENTS or (eq and placement != "named"):
+        raise LabError(f"bad placement in {entry!r}: SCENARIO@netns, SCENARIO@named or "
+                       "SCENARIO@named=NAME")
+    if kind not in NESTABLE_SCENARIOS:
+        raise LabError(f"{kind} cannot run in a nested namespace; these can: "
+                       f"{', '.join(NESTABLE_SCENARIOS)}")
+    if eq and not NETNS_NAME.fullmatch(name):
+        raise LabError(f"bad namespace name {name!r} in {entry!r}: letters, digits, '_', '.', "
+                       "'-', at most 63, not starting with a punctuation mark")
+    return kind, placement, name or None
 
 
 def assign_scenarios(
@@ -131,9 +209,8 @@ def assign_scenarios(
 ) -> list[str]:
     """Scenarios in the given order (cycling), or host 0 closed_port and the rest at random."""
     if scenarios:
-        unknown = sorted(set(scenarios) - set(SCENARIOS))
-        if unknown:
-            raise LabError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        for entry in scenarios:
+            parse_scenario(entry)
         return [scenarios[i % len(scenarios)] for i in range(count)]
     others = [s for s in SCENARIOS if s != "closed_port"]
     kinds = ["closed_port"] + [rng.choice(others) for _ in range(count - 1)]
@@ -153,6 +230,11 @@ def process_name(rng: random.Random, used: set[str]) -> str:
             return name
 
 
+def netns_name(rng: random.Random) -> str:
+    """A name as CNI plugins give the namespaces of containers: cni-UUID."""
+    return f"cni-{uuid.UUID(int=rng.getrandbits(128), version=4)}"
+
+
 def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
              addresses: Sequence[str], root: str,
              process_names: Mapping[str, str] | None = None) -> list[HostPlan]:
@@ -160,17 +242,24 @@ def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
 
     `process_names` forces the name of a scenario's main process (the one a correct diagnosis
     names); its full text is in the process's command line, its first 15 bytes are its comm.
+    A scenario in a nested namespace talks over that namespace's lo, on 127.0.0.1.
     """
     rng = random.Random(seed)
+    # Names of nested namespaces come from a stream of their own: the ports and process names
+    # of a seed are the same with or without nesting.
+    netns_rng = random.Random(f"{seed}/netns")
     forced = dict(process_names or {})
     count = len(names)
-    kinds = assign_scenarios(rng, count, scenarios)
+    entries = assign_scenarios(rng, count, scenarios)
     ports = rng.sample(PORTS, count)
     taken = set(ports)
     used: set[str] = set()
     plans = []
-    for i, kind in enumerate(kinds):
-        port, addr = ports[i], addresses[i]
+    placed = [parse_scenario(entry) for entry in entries]
+    kinds = [kind for kind, _, _ in placed]
+    for i, (kind, placement, given) in enumerate(placed):
+        port = ports[i]
+        addr = "127.0.0.1" if placement else addresses[i]
         rate = RATES.get(kind, 0.0)
         expected: dict[str, Any] = {"kind": None}
         procs: list[ProcSpec] = []
@@ -219,9 +308,14 @@ def plan_lab(seed: int, scenarios: Sequence[str] | None, names: Sequence[str],
             }
         elif kind == "dead":
             expected = {"kind": None, "status": "failed"}
+        netns = None
+        if placement is not None:
+            netns = {"name": given or (netns_name(netns_rng) if placement == "named" else None)}
+            expected["netns"] = dict(netns)
         for proc in procs:
             proc.options += ["--port", str(port), "--rate", str(rate)]
-        plans.append(HostPlan(kind, expected, procs))
+            proc.nested = placement is not None
+        plans.append(HostPlan(kind, expected, procs, netns))
     return plans
 
 
@@ -290,9 +384,10 @@ class _Record:
     def __init__(self, path: Path, data: dict[str, Any]) -> None:
         self.path, self.data = path, data
 
-    def add(self, key: str, value: Any) -> None:
+    def add(self, key: str, value: Any, save: bool = True) -> None:
         self.data[key].append(value)
-        self.save()
+        if save:
+            self.save()
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -449,14 +544,25 @@ class _Supervisor:
             os.close(replies[1])
         self.requests = os.fdopen(requests[1], "w")
         self.replies = os.fdopen(replies[0])
-        record.add("processes", {"pid": pid, "start_time": start_time(pid), "argv": argv,
-                                 "role": "supervisor", "name": argv[5], "host": None,
-                                 "namespace": None, "scenario": None})
+        record.add("processes", {"pid": pid, "start_time": start_time(pid), "ns_pid": pid,
+                                 "argv": argv, "role": "supervisor", "name": argv[5],
+                                 "host": None, "namespace": None, "scenario": None})
 
-    def spawn(self, argv: list[str], log: Path, **what: Any) -> tuple[int, int]:
-        """Have the supervisor start argv; record and return (PID, start time)."""
+    def spawn(self, argv: list[str], log: Path, pid_ns: str | tuple[int, int] | None = None,
+              save: bool = True, **what: Any) -> tuple[int, int]:
+        """Have the supervisor start argv; record and return (PID, start time).
+
+        `pid_ns`: "new" makes the process the init of a new PID namespace; the (PID, start
+        time) of such an init starts it in that one. Recorded with `save` False, the process
+        is on record once the next record is saved (fine for processes of a host: they die
+        with its init, which is on record).
+        """
+        request: dict[str, Any] = {"argv": argv, "log": str(log)}
+        if pid_ns is not None:
+            request["pid_ns"] = pid_ns if pid_ns == "new" else {
+                "pid": pid_ns[0], "start_time": pid_ns[1]}
         try:
-            self.requests.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+            self.requests.write(json.dumps(request) + "\n")
             self.requests.flush()
             reply = json.loads(self.replies.readline() or "{}")
         except (OSError, ValueError) as exc:
@@ -464,7 +570,8 @@ class _Supervisor:
         if "pid" not in reply:
             raise LabError(reply.get("error", "the lab supervisor is gone"))
         self.record.add("processes", {"pid": reply["pid"], "start_time": reply["start_time"],
-                                      "argv": argv, "log": str(log), **what})
+                                      "ns_pid": reply.get("ns_pid"), "argv": argv,
+                                      "log": str(log), **what}, save=save)
         return reply["pid"], reply["start_time"]
 
     def close(self) -> None:
@@ -544,12 +651,15 @@ def _wait_named(procs: list[tuple[tuple[int, int], str]], timeout: float) -> Non
             time.sleep(0.01)
 
 
-def _traffic_argv(proc: ProcSpec, ns: str | None, record: _Record, ttl: float) -> list[str]:
-    rate = float(proc.options[proc.options.index("--rate") + 1])
-    argv = [sys.executable, "-m", "fleetrst.labtraffic", proc.scenario, "--role", proc.role,
+def _option(proc: ProcSpec, name: str) -> str:
+    return proc.options[proc.options.index(name) + 1]
+
+
+def _traffic_argv(proc: ProcSpec, record: _Record, ttl: float) -> list[str]:
+    rate = float(_option(proc, "--rate"))
+    return [sys.executable, "-m", "fleetrst.labtraffic", proc.scenario, "--role", proc.role,
             "--name", proc.name, "--count", str(math.ceil(rate * ttl) + 1), "--ttl", str(ttl),
             "--lab-file", str(record.path), "--lab-id", record.data["lab_id"], *proc.options]
-    return ["ip", "netns", "exec", ns, *argv] if ns else argv
 
 
 def _sshd_config(directory: Path, name: str, address: str, authorized: Path,
@@ -566,9 +676,52 @@ def _sshd_config(directory: Path, name: str, address: str, authorized: Path,
     return config, known
 
 
+def _start_inits(record: _Record, supervisor: _Supervisor,
+                 hosts: Mapping[str, tuple[str, Path]]) -> dict[str, tuple[int, int]]:
+    """Start the init of each host (or the bastion): {name: (network namespace, directory)},
+    until the lab's deadline; wait until each has mounted its own /proc and /run/netns."""
+    inits = {}
+    for name, (namespace, where) in hosts.items():
+        where.mkdir(parents=True, exist_ok=True)
+        inits[name] = supervisor.spawn(
+            init_argv(namespace, record.data["deadline"] - time.time()), where / "init.log",
+            pid_ns="new", role="init", name="sh", host=name, namespace=namespace,
+            scenario=None)
+    for name, started in inits.items():
+        wait_init(*started, hosts[name][1] / "init.log")
+    return inits
+
+
+def _process(pid: int, name: str, role: str) -> dict[str, Any]:
+    return {"pid": pid, "ns_pid": ns_pid(pid), "name": name, "role": role}
+
+
+def _add_idle(record: _Record, supervisor: _Supervisor, seed: int, host: dict[str, Any],
+              init: tuple[int, int], old: set[int], unnamed: int, named: int
+              ) -> list[dict[str, Any]]:
+    """Idle nested namespaces of a host: `unnamed` ones, each held by a `sleep` until the lab's
+    deadline, and `named` ones in its own /run/netns with no process; their records."""
+    log = record.path.parent / "hosts" / host["name"] / "idle.log"
+    seconds = str(max(1, int(record.data["deadline"] - time.time())))
+    sleeps = [supervisor.spawn(in_host(init[0], in_new_netns(["sleep", seconds])), log,
+                               pid_ns=init, save=False, role="idle", name="sleep",
+                               host=host["name"], namespace=host["namespace"], scenario=None)
+              for _ in range(unnamed)]
+    record.save()
+    entries: list[dict[str, Any]] = [
+        {"inode": inode, "name": None, "scenario": None,
+         "main": _process(pid, "sleep", "idle"), "processes": []}
+        for (pid, _), inode in zip(sleeps, wait_new_netns(sleeps, old))]
+    rng = random.Random(f"{seed}/idle/{host['name']}")
+    names = [netns_name(rng) for _ in range(named)]
+    entries += [{"inode": inode, "name": name, "scenario": None, "main": None, "processes": []}
+                for name, inode in zip(names, add_named(init[0], names))]
+    return entries
+
+
 def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | None,
            ttl: float, supervisor: _Supervisor, process_names: Mapping[str, str] | None,
-           bastion: bool = False) -> None:
+           bastion: bool = False, idle: Mapping[str, tuple[int, int]] | None = None) -> None:
     directory = record.path.parent
     lab_id = record.data["lab_id"]
     subnet, inner = _new_bridge(record, count, bastion)
@@ -590,14 +743,15 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
                      inner)
     record.data["hosts"] = [
         {"name": names[i], "address": addresses[i], "namespace": namespaces[i],
-         "veth": f"frst{lab_id}v{i}", "scenario": plan.scenario, "expected": plan.expected}
+         "veth": f"frst{lab_id}v{i}", "scenario": plan.scenario, "expected": plan.expected,
+         "init": None, "netns": []}
         for i, plan in enumerate(plans)
     ]
     record.save()
     for i, host in enumerate(record.data["hosts"]):
         _add_host(record, namespaces[i], host["veth"], addresses[i], hosts_net.prefixlen,
                   behind=outside)
-        if plans[i].scenario == "listen_overflow":
+        if plans[i].scenario == "listen_overflow" and plans[i].netns is None:
             # Per-namespace sysctl: the listener's queue overflow is answered with a reset.
             _run("ip", "netns", "exec", namespaces[i], "sh", "-c",
                  "echo 1 > /proc/sys/net/ipv4/tcp_abort_on_overflow")
@@ -608,6 +762,16 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     known, pending = [], {}
     jump = record.data.get("bastion")
+    # Each running host's init first: everything else of the host is started inside it.
+    booting = {BASTION: (jump["namespace"], directory / BASTION)} if jump is not None else {}
+    booting.update({host["name"]: (namespaces[i], directory / "hosts" / host["name"])
+                    for i, host in enumerate(record.data["hosts"])
+                    if plans[i].scenario != "dead"})
+    inits = _start_inits(record, supervisor, booting)
+    for host in record.data["hosts"]:
+        if host["name"] in inits:
+            host["init"] = _process(inits[host["name"]][0], "sh", "init")
+    record.save()
     if jump is not None:
         # OpenSSH's defaults (MaxStartups 10:30:100 above all) are the point of this host; INFO
         # logs each login and each connection dropped past MaxStartups.
@@ -615,10 +779,10 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
                                     log_level="INFO", extra=NO_MACHINE_RC)
         known.append(line)
         log = directory / BASTION / "sshd.log"
-        argv = ["ip", "netns", "exec", jump["namespace"], SSHD, "-D", "-e", "-f", str(config)]
+        argv = in_host(inits[BASTION][0], [SSHD, "-D", "-e", "-f", str(config)])
         _wait_for_sshd({BASTION: (jump["address"], supervisor.spawn(
-            argv, log, role="sshd", name="sshd", host=BASTION, namespace=jump["namespace"],
-            scenario=None), log)})
+            argv, log, pid_ns=inits[BASTION], role="sshd", name="sshd", host=BASTION,
+            namespace=jump["namespace"], scenario=None), log)})
     for i, host in enumerate(record.data["hosts"]):
         hostdir = directory / "hosts" / host["name"]
         config, line = _sshd_config(hostdir, host["name"], host["address"], authorized,
@@ -626,28 +790,72 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
         known.append(line)
         if plans[i].scenario != "dead":
             log = hostdir / "sshd.log"
-            argv = ["ip", "netns", "exec", namespaces[i], SSHD, "-D", "-e", "-f", str(config)]
+            argv = in_host(inits[host["name"]][0], [SSHD, "-D", "-e", "-f", str(config)])
             pending[host["name"]] = (host["address"], supervisor.spawn(
-                argv, log, role="sshd", name="sshd", host=host["name"],
-                namespace=namespaces[i], scenario=None), log)
+                argv, log, pid_ns=inits[host["name"]], role="sshd", name="sshd",
+                host=host["name"], namespace=namespaces[i], scenario=None), log)
     _wait_for_sshd(pending, reachable=jump is None)
 
+    # The nested namespace of each host whose scenario runs in one: a named one is made first;
+    # an unnamed one by the scenario's first process (its server, if any), the others join it.
+    nested: dict[int, dict[str, Any]] = {}
+    for i, plan in enumerate(plans):
+        if plan.netns is not None:
+            nested[i] = {"name": plan.netns["name"], "net": None, "inode": None, "main": None,
+                         "procs": []}
+            if plan.netns["name"] is not None:
+                holder = inits[names[i]][0]
+                nested[i]["inode"] = add_named(holder, [plan.netns["name"]], _sysctls(plan))[0]
+                nested[i]["net"] = named_path(holder, plan.netns["name"])
     procs = [p for plan in plans for p in plan.procs]
     named = []
     for proc in sorted(procs, key=lambda p: p.role != "server"):  # servers listen first
         ns = outside if proc.host is None else namespaces[proc.host]
         where = directory if proc.host is None else directory / "hosts" / names[proc.host]
         log = where / f"{proc.scenario}-{proc.role}.log"
+        argv = _traffic_argv(proc, record, ttl)
+        init = inits.get(BASTION) if proc.host is None else inits[names[proc.host]]
+        box = nested.get(proc.host) if proc.host is not None and proc.nested else None
+        if init is not None:
+            if box is not None and box["net"] is None:
+                argv = in_host(init[0], in_new_netns(argv, _sysctls(plans[proc.host or 0])))
+            else:
+                argv = in_host(init[0], argv, box["net"] if box is not None else None)
         started = supervisor.spawn(
-            _traffic_argv(proc, ns, record, ttl), log, role=proc.role, name=proc.name,
+            argv, log, pid_ns=init, role=proc.role, name=proc.name,
             host=None if proc.host is None else names[proc.host], namespace=ns,
             scenario=proc.scenario)
         named.append((started, proc.name))
+        if box is not None:
+            box["procs"].append((started[0], proc))
+            if box["main"] is None:
+                box["main"] = (started, proc)
+                box["net"] = box["net"] or f"/proc/{started[0]}/ns/net"
         if proc.role == "server":
-            port = int(proc.options[proc.options.index("--port") + 1])
-            _wait_listening(started, addresses[proc.host or 0], port, log)
+            _wait_listening(started, _option(proc, "--address"), int(_option(proc, "--port")),
+                            log)
 
     _wait_named(named, LISTEN_TIMEOUT)
+    root_netns = os.stat("/proc/self/ns/net").st_ino
+    for i, box in nested.items():
+        host_netns = os.stat(f"/run/netns/{namespaces[i]}").st_ino
+        (main, proc) = box["main"]
+        if box["inode"] is None:
+            box["inode"] = wait_new_netns([main], {root_netns, host_netns})[0]
+        record.data["hosts"][i]["expected"]["netns"]["inode"] = box["inode"]
+        record.data["hosts"][i]["netns"].append({
+            "inode": box["inode"], "name": box["name"], "scenario": plans[i].scenario,
+            "main": _process(main[0], comm_of(proc.name), proc.role),
+            "processes": [_process(pid, comm_of(p.name), p.role) for pid, p in box["procs"]]})
+    record.save()
+    for i, host in enumerate(record.data["hosts"]):
+        unnamed, named_count = (idle or {}).get(host["name"], (0, 0))
+        if unnamed or named_count:
+            old = {root_netns, os.stat(f"/run/netns/{namespaces[i]}").st_ino}
+            host["netns"] += _add_idle(record, supervisor, seed, host, inits[host["name"]], old,
+                                       unnamed, named_count)
+            record.save()
+
     known_hosts = directory / "known_hosts"
     known_hosts.write_text("\n".join(known) + "\n")
     ssh_config = None
@@ -661,6 +869,12 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
                        key_file=str(key_file))
     record.data["complete"] = True
     record.save()
+
+
+def _sysctls(plan: HostPlan) -> list[str]:
+    """Per-namespace sysctls (set to 1) the scenario needs: an overflowing listen queue is
+    answered with a reset."""
+    return ["net/ipv4/tcp_abort_on_overflow"] if plan.scenario == "listen_overflow" else []
 
 
 # For OpenSSH (and so Ansible) behind the bastion: a ProxyJump's own ssh is given -F but not
@@ -703,14 +917,44 @@ def _write_inventory(path: Path, hosts: list[dict[str, Any]], key: Path, known: 
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
 
 
+def idle_counts(hosts: int, scenarios: Sequence[str], idle_netns: int | Mapping[str, int] | None,
+                idle_named: int | Mapping[str, int] | None) -> dict[str, tuple[int, int]]:
+    """{host name: (unnamed, named)} idle nested namespaces. A number applies to every host
+    that runs (not dead); a mapping names the hosts ("host0"), which must run."""
+    counts: dict[str, list[int]] = {}
+    for k, given in enumerate((idle_netns, idle_named)):
+        if given is None:
+            continue
+        if isinstance(given, int):
+            given = {f"host{i}": given for i in range(hosts) if scenarios[i] != "dead"}
+        for name, n in given.items():
+            i = int(name[4:]) if name.startswith("host") and name[4:].isdigit() else -1
+            if not 0 <= i < hosts:
+                raise LabError(f"no host {name!r} for idle namespaces (host0..host{hosts - 1})")
+            if not isinstance(n, int) or not 0 <= n <= MAX_IDLE_NETNS:
+                raise LabError(f"idle namespaces per host and kind: 0 to {MAX_IDLE_NETNS}, "
+                               f"not {n!r}")
+            if n and scenarios[i] == "dead":
+                raise LabError(f"{name} is dead: it runs nothing, idle namespaces included")
+            counts.setdefault(name, [0, 0])[k] = n
+    return {name: (a, b) for name, (a, b) in counts.items() if a or b}
+
+
 def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
            scenarios: Sequence[str] | None = None, ttl: float = 1800.0,
-           names: Mapping[str, str] | None = None, bastion: bool = False) -> LabState:
+           names: Mapping[str, str] | None = None, bastion: bool = False,
+           idle_netns: int | Mapping[str, int] | None = None,
+           idle_named: int | Mapping[str, int] | None = None) -> LabState:
     """Build a lab of `hosts` namespaces in `directory`; on any failure, remove what was built.
 
     `names` forces the process name of a scenario's main process ({"closed_port": "..."}).
     `bastion` puts the hosts behind a bastion namespace (sshd with OpenSSH's default limits)
     on a network the root namespace cannot reach; the inventory reaches them by ProxyJump.
+    A scenario written "closed_port@netns" runs in an unnamed network namespace nested in its
+    host, "linger_abort@named" in a named one (name drawn from the seed; "@named=NAME" gives
+    it). `idle_netns` / `idle_named` add idle nested namespaces (unnamed, each held by a
+    `sleep`; named, in the host's own /run/netns), per host: a number for every running host,
+    or {"host0": 100}.
     """
     _check_prerequisites()
     if ttl <= 0:
@@ -724,9 +968,11 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
     pick_subnets(hosts, bastion, [])  # validates the host count before anything is created
     if scenarios is not None:
         assign_scenarios(random.Random(0), 1, scenarios)  # rejects unknown names up front
+    seed = random.SystemRandom().randrange(1, 2**31) if seed is None else seed
+    kinds = [parse_scenario(e)[0] for e in assign_scenarios(random.Random(seed), hosts, scenarios)]
+    idle = idle_counts(hosts, kinds, idle_netns, idle_named)
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    seed = random.SystemRandom().randrange(1, 2**31) if seed is None else seed
     path = directory / "lab.json"
     with _locked(directory / ".lab.lock"):
         if path.exists():
@@ -745,7 +991,7 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
         try:
             # First of all, so that even a lab whose building dies halfway has a deadline.
             supervisor = _Supervisor(record, ttl)
-            _build(record, hosts, seed, scenarios, ttl, supervisor, names, bastion)
+            _build(record, hosts, seed, scenarios, ttl, supervisor, names, bastion, idle)
             supervisor.close()
         except BaseException:
             if supervisor is not None:
@@ -756,6 +1002,17 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
                 warnings.warn(f"cleanup after a failed lab up is incomplete: {exc}", stacklevel=2)
             raise
     return load_lab(directory)
+
+
+def _lab_process(data: dict[str, Any] | None) -> LabProcess | None:
+    if data is None:
+        return None
+    return LabProcess(data["pid"], data["ns_pid"], data["name"], data.get("role", ""))
+
+
+def _lab_netns(data: dict[str, Any]) -> LabNetns:
+    return LabNetns(data["inode"], data["name"], data["scenario"], _lab_process(data["main"]),
+                    [p for p in map(_lab_process, data["processes"]) if p is not None])
 
 
 def load_lab(directory: Path) -> LabState:
@@ -769,7 +1026,8 @@ def load_lab(directory: Path) -> LabState:
         raise LabError(f"{path}: {exc}") from exc
     if not data.get("complete"):
         raise LabError(f"the lab in {directory} is incomplete; take it down and up again")
-    hosts = [LabHost(h["name"], h["address"], h["namespace"], h["scenario"], h["expected"])
+    hosts = [LabHost(h["name"], h["address"], h["namespace"], h["scenario"], h["expected"],
+                     _lab_process(h.get("init")), [_lab_netns(n) for n in h.get("netns", [])])
              for h in data["hosts"]]
     jump = data.get("bastion")
     bastion = LabBastion(jump["name"], jump["address"], jump["namespace"], jump["inner_subnet"],
@@ -835,12 +1093,24 @@ def _teardown(directory: Path) -> None:
     targets: dict[int, Callable[[int], bool]] = {}
     for ns in data.get("namespaces", []):
         targets.update(_namespace_pids(ns))
-    targets.update({pid: same for pid in started})
-    # The supervisor goes last: it reaps the others as they exit.
-    last: dict[int, Callable[[int], bool]] = {
-        p["pid"]: same for p in processes if p["role"] == "supervisor"}
-    left = [f"process {pid}" for pid in _stop_all({p: c for p, c in targets.items()
-                                                    if p not in last}) + _stop_all(last)]
+    # Whatever joined a host's mount namespace from outside would keep it, and the named
+    # namespaces in its /run/netns, alive.
+    inits: dict[int, Callable[[int], bool]] = {
+        p["pid"]: same for p in processes if p["role"] == "init"}
+    held, members = mount_ns_members((pid, started[pid]) for pid in inits)
+    try:
+        targets.update(members)
+        targets.update({pid: same for pid in started})
+        # The hosts' inits after the processes in their hosts, the supervisor last: it reaps
+        # the others as they exit, and an init only finishes once its host's are reaped.
+        supervisors: dict[int, Callable[[int], bool]] = {
+            p["pid"]: same for p in processes if p["role"] == "supervisor"}
+        left = [f"process {pid}" for pid in
+                _stop_all({p: c for p, c in targets.items() if p not in inits | supervisors})
+                + _stop_all({p: targets[p] for p in inits}) + _stop_all(supervisors)]
+    finally:
+        for fd in held:
+            os.close(fd)
     # Veths before namespaces: deleting our end takes the pair down at once, whereas a deleted
     # namespace releases its eth0 (and our end with it) some time later, in the background.
     objects = [("link", Path("/sys/class/net"), link) for link in data.get("veths", [])]
@@ -880,16 +1150,41 @@ def lab_down(directory: Path) -> None:
 
 def _scenario_list(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SCENARIOS]
-    if not names or unknown:
+    if not names:
         raise argparse.ArgumentTypeError(f"scenarios are a comma-separated list of "
                                          f"{', '.join(SCENARIOS)}")
+    for name in names:
+        try:
+            parse_scenario(name)
+        except LabError as exc:
+            raise argparse.ArgumentTypeError(
+                f"{exc}; scenarios are a comma-separated list of {', '.join(SCENARIOS)}, "
+                f"each optionally @netns, @named or @named=NAME") from None
     return names
+
+
+def _idle_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_IDLE_NETNS:
+        raise argparse.ArgumentTypeError(f"a number from 0 to {MAX_IDLE_NETNS}")
+    return n
+
+
+def _where(host: LabHost) -> str:
+    netns = host.expected.get("netns")
+    if netns is None:
+        return host.scenario
+    place = f"netns {netns['name']}" if netns.get("name") else "a nested netns"
+    return f"{host.scenario} (in {place}, inode {netns.get('inode')})"
 
 
 def _cli_up(args: argparse.Namespace) -> int:
     state = lab_up(args.dir, args.hosts, seed=args.seed, scenarios=args.scenarios, ttl=args.ttl,
-                   bastion=args.bastion)
+                   bastion=args.bastion, idle_netns=args.idle_netns or None,
+                   idle_named=args.idle_named or None)
     print(f"lab seed: {state.seed}")
     width = max(len(h.name) for h in state.hosts)
     if state.bastion is not None:
@@ -897,7 +1192,9 @@ def _cli_up(args: argparse.Namespace) -> int:
         print(f"{jump.name}: {jump.address} (the hosts behind it, on {jump.inner_subnet}, are "
               f"reached with ProxyJump root@{jump.address})")
     for host in state.hosts:
-        print(f"{host.name:<{width}}  {host.address:<15}  {host.scenario}")
+        idle = [n for n in host.netns if n.scenario is None]
+        more = f"; {len(idle)} idle nested netns" if idle else ""
+        print(f"{host.name:<{width}}  {host.address:<15}  {_where(host)}{more}")
     print(f"inventory: {state.inventory}")
     print(f"known_hosts: {state.known_hosts}")
     print(f"down after {args.ttl:.0f}s, or now: fleetrst lab down --dir {args.dir}")
@@ -919,7 +1216,15 @@ def register_cli(subparsers: Any) -> None:
     up.add_argument("--dir", type=Path, default=Path("fleetrst-lab"), help="lab directory")
     up.add_argument("--seed", type=int, default=None, help="reproduce a lab's scenarios")
     up.add_argument("--scenarios", type=_scenario_list, default=None,
-                    help=f"comma-separated, assigned in order: {','.join(SCENARIOS)}")
+                    help=f"comma-separated, assigned in order: {','.join(SCENARIOS)}; "
+                         "SCENARIO@netns runs it in a network namespace nested in its host, "
+                         "SCENARIO@named[=NAME] in a named one (ip netns add, in the host)")
+    up.add_argument("--idle-netns", type=_idle_count, default=0, metavar="N",
+                    help="N idle nested network namespaces on every running host, each held "
+                         f"by a sleep (at most {MAX_IDLE_NETNS})")
+    up.add_argument("--idle-named", type=_idle_count, default=0, metavar="N",
+                    help="N idle named network namespaces in every running host's own "
+                         f"/run/netns (at most {MAX_IDLE_NETNS})")
     up.add_argument("--ttl", type=float, default=1800.0,
                     help="seconds until the lab takes itself down (default 1800)")
     up.add_argument("--bastion", action="store_true",

@@ -1,7 +1,8 @@
 """Processes of the test fleet: traffic generators that make real TCP resets, the supervisor
 that starts and reaps them, and the helpers that start and stop processes by PID.
 
-Each one runs inside a lab host's network namespace (started by ``fleetrst.lab``), names itself
+Each one runs inside a lab host (its network, mount and PID namespaces; started by
+``fleetrst.lab``) or in a network namespace nested in one, names itself
 with ``prctl(PR_SET_NAME)`` so that ``ss`` and ``/proc/PID/comm`` show the scenario's process name,
 and ends on its own: after ``--count`` connections, after ``--ttl`` seconds, or as soon as the lab
 that started it is gone (its ``lab.json`` removed or replaced), whichever comes first.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import json
 import math
 import os
@@ -30,6 +32,7 @@ from typing import Any
 
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWPID = 0x20000000
 PAYLOAD = b"PING fleetrst-lab\n"
 # How often a generator re-reads lab.json to see whether its lab still exists.
 LAB_CHECK_INTERVAL = 1.0
@@ -74,6 +77,17 @@ def start_time(pid: int) -> int | None:
     return int(text[text.rindex(")") + 2 :].split()[19])
 
 
+def ns_pid(pid: int) -> int | None:
+    """A process's PID as its own PID namespace sees it (the last field of NSpid)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid  # a kernel without NSpid has no PID namespaces either
+
+
 def exited(pid: int, started: int) -> bool:
     """True once the process (PID and start time) is gone or a zombie."""
     try:
@@ -103,6 +117,12 @@ def pin(pid: int, is_ours: Callable[[int], bool]) -> int | None:
     return None
 
 
+# Set in the supervisor, whose children are all the lab's: while it stops them, it reaps any
+# child that exits, since a lab host's init cannot finish exiting before every process of its
+# PID namespace is reaped, and some of those are the supervisor's children.
+_REAP_ALL_CHILDREN = False
+
+
 def stop(pidfds: dict[int, int]) -> list[int]:
     """SIGTERM, then SIGKILL, the pinned processes; reap our children; return survivors."""
     try:
@@ -120,6 +140,8 @@ def stop(pidfds: dict[int, int]) -> list[int]:
                 for pid in [p for p, fd in pidfds.items() if fd in ready]:
                     os.close(pidfds.pop(pid))
                     reap(pid)
+                if _REAP_ALL_CHILDREN:
+                    _reap_children()
             if not pidfds:
                 break
         return sorted(pidfds)
@@ -352,21 +374,70 @@ def _reap_children(wait: float = 0.0) -> None:
             time.sleep(0.05)
 
 
+class _PidNamespaces:
+    """Where the supervisor's next child is born: its own PID namespace, a new one (whose init
+    that child becomes), or a lab host's. Only the children's namespace changes (unshare and
+    setns with CLONE_NEWPID): the supervisor itself stays where it is, so it stays their parent
+    and reaper, and every PID it reports is one the root namespace sees."""
+
+    def __init__(self) -> None:
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _check(self, result: int, what: str) -> None:
+        if result != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    @contextlib.contextmanager
+    def children_in(self, where: Any) -> Iterator[None]:
+        """`where`: None (ours), "new", or {"pid", "start_time"} of a host's init."""
+        if where is None:
+            yield
+            return
+        if where == "new":
+            self._check(self.libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        else:
+            fd = os.open(f"/proc/{int(where['pid'])}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                # Checked once the namespace is held open: it is the one of that very init.
+                if start_time(int(where["pid"])) != where["start_time"]:
+                    raise OSError(errno.ESRCH, f"the init {where['pid']} of that host is gone")
+                self._check(self.libc.setns(fd, CLONE_NEWPID), "setns(CLONE_NEWPID)")
+            finally:
+                os.close(fd)
+        try:
+            yield
+        finally:
+            self._check(self.libc.setns(self.own, CLONE_NEWPID), "setns back")
+
+
 def run_supervisor(args: argparse.Namespace) -> None:
     """Parent of the lab's processes: starts them on request (one JSON line each on stdin),
-    reaps them, and takes the lab down when its time to live is over."""
+    reaps them, and takes the lab down when its time to live is over.
+
+    A request is {"argv", "log"} and optionally "pid_ns": "new" (the process becomes the init
+    of a new PID namespace: a lab host's) or {"pid", "start_time"} of such an init (the process
+    is born in that host's PID namespace). The reply gives its PID as the root namespace sees
+    it, its start time, and its PID inside its own PID namespace.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     # Subreaper: sshd sessions orphaned when their sshd is stopped come to us, not to PID 1,
     # which in containers often never reaps them.
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    global _REAP_ALL_CHILDREN
+    _REAP_ALL_CHILDREN = True
     signal.signal(signal.SIGTERM, _on_sigterm)
     pacer = Pacer(args)
+    namespaces = _PidNamespaces()
     try:
         for line in sys.stdin:
             request = json.loads(line)
             try:
-                pid = spawn_detached(request["argv"], Path(request["log"]))
-                reply: dict[str, Any] = {"pid": pid, "start_time": start_time(pid)}
+                with namespaces.children_in(request.get("pid_ns")):
+                    pid = spawn_detached(request["argv"], Path(request["log"]))
+                reply: dict[str, Any] = {"pid": pid, "start_time": start_time(pid),
+                                         "ns_pid": ns_pid(pid)}
             except OSError as exc:
                 reply = {"error": f"cannot start {request['argv'][0]}: {exc}"}
             print(json.dumps(reply), flush=True)

@@ -26,6 +26,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from .baseline import fleet_view, host_view
+from .netns import label as netns_label
 
 SEVERITIES = ("ok", "info", "warning", "critical", "failed")
 FINDING_SEVERITIES = ("info", "warning", "critical")
@@ -522,6 +523,8 @@ def _finding_view(finding: Mapping[str, Any]) -> dict[str, Any]:
         "peers_shown": peers[:_MAX_PEERS_SHOWN],
         "peers_more": max(0, len(peers) - _MAX_PEERS_SHOWN),
         "process": _dict(finding.get("process")) or None,
+        "netns_label": netns_label(_dict(finding.get("netns")), with_pid=False)
+        if _dict(finding.get("netns")) else None,
         "samples": _list(evidence.get("samples")),
         "evidence_counters": sorted(_dict(evidence.get("counters")).items()),
     }
@@ -539,6 +542,66 @@ def _extra_facts(facts: object) -> list[tuple[str, object]]:
         for key, value in _dict(facts).items()
         if key not in _SHOWN_FACTS and isinstance(value, (str, int, float, bool))
     )
+
+
+# A host page lists at most this many namespaces one by one; quiet ones only as a count.
+_MAX_NAMESPACES_SHOWN = 200
+
+
+def _namespaces_view(namespaces: object) -> dict[str, Any] | None:
+    """The host's network namespaces as the page shows them: those that sent or received resets,
+    had findings or were captured, busiest first; the quiet rest as a count."""
+    data = _dict(namespaces)
+    if not data:
+        return None
+    items = [_dict(i) for i in _list(data.get("items")) if isinstance(i, Mapping)]
+    shown = []
+    for item in items:
+        resets = _dict(item.get("resets"))
+        busy = _num(item.get("sent")) > 0 or _num(resets.get("received")) > 0
+        if not (busy or item.get("captured") or _num(item.get("findings")) > 0):
+            continue
+        cmdline = display_text(item.get("cmdline") or "")
+        shown.append({
+            **item,
+            "label": netns_label(item, with_pid=False),
+            "resets": resets,
+            "cmdline_short": cmdline if len(cmdline) <= 80 else cmdline[:79] + "…",
+            "pcaps": _pcap_views(item.get("pcaps")),
+        })
+    shown.sort(key=lambda i: (-_num(i.get("sent")), -_num(i["resets"].get("received")),
+                              not i.get("captured"), _num(i.get("inode"))))
+    return {
+        **data,
+        "total": len(items),
+        "rows": shown[:_MAX_NAMESPACES_SHOWN],
+        "quiet": len(items) - len(shown),
+        "cut": max(0, len(shown) - _MAX_NAMESPACES_SHOWN),
+        "only_counted": sum(1 for i in items if not i.get("captured")),
+    }
+
+
+def _cost_view(cost: object) -> dict[str, str] | None:
+    """What the run cost the host, as the page prints it (numbers only, whatever the summary held)."""
+    data = _dict(cost)
+    if not data:
+        return None
+
+    def sec(key: str, digits: int = 3) -> str:
+        return f"{_num(data.get(key)):.{digits}f} s"
+
+    return {
+        "cpu": sec("cpu_s", 2),
+        "script": f"{_num(data.get('script_user_s')):.2f} user + {_num(data.get('script_sys_s')):.2f} sys",
+        "children": f"{_num(data.get('children_user_s')):.2f} user + "
+                    f"{_num(data.get('children_sys_s')):.2f} sys",
+        "start_counters": sec("start_counters_s"), "start_sockets": sec("start_sockets_s"),
+        "end_counters": sec("end_counters_s"), "end_sockets": sec("end_sockets_s"),
+        "choose": sec("choose_s"),
+        "counted": fmt_int(data.get("namespaces_counted")),
+        "captured": fmt_int(data.get("namespaces_captured")),
+        "tcpdumps": fmt_int(data.get("tcpdumps")),
+    }
 
 
 def _pcap_views(pcaps: object) -> list[dict[str, Any]]:
@@ -582,6 +645,8 @@ def _host_context(run: Mapping[str, Any], host: Mapping[str, Any]) -> dict[str, 
         "peers_chart": bar_chart(_list(host.get("top_peers")), "peer", "peers"),
         "samples": _list(host.get("samples")),
         "pcaps": _pcap_views(host.get("pcaps")),
+        "namespaces": _namespaces_view(host.get("namespaces")),
+        "cost": _cost_view(host.get("cost")),
         "warnings": _list(host.get("warnings")),
         "index_href": _index_href(host.get("report")),
         "baseline": host_view(host),

@@ -13,6 +13,7 @@ import random
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,13 +59,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(scope="session")
 def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
-    """`lab_factory(hosts, scenarios=..., seed=..., ttl=...)` builds a lab in a fresh directory;
-    every lab built is taken down at the end of the session, whatever happened."""
+    """`lab_factory(hosts, scenarios=..., seed=..., ttl=..., **options)` builds a lab in a fresh
+    directory (options go to lab_up: idle_netns=, idle_named=, names=, bastion=); every lab
+    built is taken down at the end of the session, whatever happened."""
     require_lab()
     built: list[Path] = []
 
     def make(hosts: int = 4, *, scenarios: Sequence[str] | None = None,
-             seed: int | None = None, ttl: float = 900.0) -> LabState:
+             seed: int | None = None, ttl: float = 900.0, **options: Any) -> LabState:
         if seed is None:
             forced = os.environ.get("FLEETRST_LAB_SEED")
             seed = int(forced) if forced else random.SystemRandom().randrange(1, 2**31)
@@ -72,7 +74,7 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory
         built.append(directory)
         # Printed before building, so a lab that fails to come up can be reproduced too.
         print(f"\nlab seed: {seed} (reproduce with FLEETRST_LAB_SEED={seed}), in {directory}")
-        return lab_up(directory, hosts, seed=seed, scenarios=scenarios, ttl=ttl)
+        return lab_up(directory, hosts, seed=seed, scenarios=scenarios, ttl=ttl, **options)
 
     yield make
     errors = []

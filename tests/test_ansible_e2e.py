@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from fleetrst.analysis.severity import FAULT_KINDS
-from fleetrst.collect import _iface_tag, host_dir_names, host_token, iso, parse_kv
+from fleetrst.collect import _iface_tag, host_dir_names, host_token, iso, local_name, parse_kv
 from fleetrst.facts import parse_ip_link
 from fleetrst.inventory import ansible_env
 from fleetrst.lab import LabState, lab_down, lab_up
@@ -312,7 +312,9 @@ def test_bad_settings_stop_the_play_before_any_host_is_touched(tmp_path: Path) -
 # --- end to end against the lab --------------------------------------------------------------------
 
 
-SCENARIOS = ["closed_port", "linger_abort", "port_sweep", "quiet", "dead"]
+# linger_abort runs in a named network namespace nested in its host, as a container's would: its
+# files come back as the namespace's own (HOST/netns/INODE/), on either path.
+SCENARIOS = ["closed_port", "linger_abort@named", "port_sweep", "quiet", "dead"]
 
 
 @pytest.fixture(scope="module")
@@ -449,9 +451,9 @@ def test_playbook_run_gives_the_same_findings_as_a_scan(fleet: LabState, tmp_pat
             continue
         assert status == "ok", meta
         assert meta["cleanup"] == "confirmed"
-        # Every file the host listed arrived whole.
+        # Every file the host listed arrived whole, a namespace's in its own folder.
         for name, info in meta["files"].items():
-            data = (host_dir / name).read_bytes()
+            data = (host_dir / local_name(name)).read_bytes()
             assert (len(data), hashlib.sha256(data).hexdigest()) == (info["size"], info["sha256"])
         assert {"counters-start.txt", "counters-end.txt", "sockets.txt", "captures.txt",
                 "exit-codes.txt", "ip-link.txt", "ip-addr.txt"} <= set(meta["files"])
@@ -463,6 +465,14 @@ def test_playbook_run_gives_the_same_findings_as_a_scan(fleet: LabState, tmp_pat
             assert any(k == "scan" and i == exp["interface"] for k, i, _ in found), found
         else:
             assert (exp["kind"], exp["interface"], str(exp["local_port"])) in found, found
+        if exp.get("netns"):
+            inode = exp["netns"]["inode"]
+            assert (host_dir / "netns" / str(inode) / "rst-lo.pcap").exists()
+            for run_dir in (scan_dir, ansible_dir):
+                h = next(h for h in json.loads((run_dir / "summary.json").read_text())["hosts"]
+                         if h["name"] == lh.name)
+                assert any(f["kind"] == exp["kind"] and (f["netns"] or {}).get("inode") == inode
+                           for f in h["findings"]), (run_dir.name, h["findings"])
 
     assert left_on_hosts(run_id) == []
     assert not any((tmp_path / "ansible-async").glob("*")), "Ansible's job files were left"

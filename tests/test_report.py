@@ -311,6 +311,12 @@ def test_examples_validate_against_schema(example: dict[str, Any], hostile: dict
         lambda s: s["hosts"][0]["findings"][0].update(severity="bad"),
         lambda s: s["hosts"][1]["findings"][0].update(process={"pid": 1}),
         lambda s: s["hosts"][3].update(error=None),
+        # A finding's network namespace: null (the host's own) or an object with its inode.
+        lambda s: s["hosts"][0]["findings"][0].update(netns="4026532317"),
+        lambda s: s["hosts"][0]["findings"][0].update(netns={"name": "blue", "pid": 1, "container": None}),
+        lambda s: s["hosts"][0].update(namespaces={"counted": 1, "captured": 0, "items": [
+            {"inode": 4026532317, "name": None, "pid": 5, "container": None, "sent": 3, "findings": 0}]}),
+        lambda s: s["hosts"][0].update(cost={"cpu_s": -1}),
     ],
 )
 def test_schema_rejects_broken_summaries(example: dict[str, Any], breakage: Any) -> None:

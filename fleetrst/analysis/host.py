@@ -14,6 +14,13 @@ from ..pcap import format_tcpdump_line
 from .classify import annotate, classify, endpoint
 from .hostfiles import CLOCK_SLACK_S, HostFiles, captured_interfaces, load_host, read_packets
 from .links import link_hosts
+from .namespaces import (
+    analyze_namespaces,
+    load_namespaces,
+    place,
+    read_cost,
+    read_namespace_packets,
+)
 from .severity import alarms, order, raise_for_alarms, rate_level, worst_average
 
 
@@ -65,6 +72,10 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
     lo, hi = (hf.start.time or 0.0) - 0.02, (hf.end.time or 0.0) + 0.02
     counters = counter_deltas(hf.start, hf.end, KEY_COUNTERS)
     raw, pcaps, problems = read_packets(hf, lo, hi)
+    # Containers and pods: each namespace's packets, and the kernel's reasons placed among them.
+    nss = load_namespaces(directory, hf)
+    read_namespace_packets(nss, lo, hi)
+    trace_notes = place(hf, raw, nss, (lo, hi))
     packets = annotate(hf, raw)
     findings = classify(hf, packets, seconds, counters)
 
@@ -114,6 +125,10 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
     failed = max(0.0, counters.get("AttemptFails", {}).get("per_s") or 0.0)
     host_alarms = alarms(sent_avg, failed)
     raise_for_alarms(findings, host_alarms)
+    for f in findings:
+        f["netns"] = None  # the host's own namespace
+    ns_findings, ns_summary = analyze_namespaces(nss, seconds)
+    findings += ns_findings
     order(findings)
 
     facts = dict(meta.get("facts", {}))
@@ -158,7 +173,12 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
         "samples": [format_tcpdump_line(x.p) for x in packets[:20]],
         "pcaps": pcaps,
     })
-    host["warnings"] = host["warnings"] + problems
+    if nss.present or nss.items:
+        host["namespaces"] = ns_summary
+    cost = read_cost(directory)
+    if cost:
+        host["cost"] = cost
+    host["warnings"] = host["warnings"] + problems + trace_notes
     host["verdict"] = verdict(host)
     return host
 

@@ -3,7 +3,8 @@ exactly as `fleetrst scan` does, so that `fleetrst analyze` reads the result the
 
 Plain Python on purpose: the Ansible controller needs nothing but ansible-core, not fleetrst.
 The parsing mirrors fleetrst/collect.py (parse_kv, host_dir_names, host_token, the interface
-choice) and fleetrst/facts.py (parse_ip_link); tests/test_ansible_e2e.py checks they agree.
+choice), fleetrst/facts.py (parse_ip_link) and fleetrst/netns.py (the network namespaces'
+discovery and the --namespaces choice); tests/test_ansible_e2e.py checks they agree.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ _TAG = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
 _RESERVED = ("index.html", "summary.json", "junit.xml", "run.json")
 NEEDED_TOOLS = ("timeout", "ip", "ss", "awk", "sha256sum")
 _NOT_FETCHED = ("capture.sh", "owner.pid")
+_CONTAINER = re.compile(r"(?:^|/)(?:docker-|docker/|cri-containerd-|crio-|libpod-)([0-9a-f]{64})"
+                        r"(?:\.scope)?(?:/|$)")
+_UID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
+_POD = re.compile(rf"(?:^|[/-])pod({_UID})(?:\.slice)?(?:/|$)")
+_POD_CHILD = re.compile(rf"(?:^|[/-])pod{_UID}/([0-9a-f]{{64}})(?:/|$)")
 
 
 def _one_line(text: Any) -> str:
@@ -77,10 +83,56 @@ def _wanted(interfaces: Any) -> list[str] | None:
     return [str(i) for i in interfaces] or None
 
 
-def fleetrst_preflight(stdout: str, interfaces: Any = "all", refused: Any = None) -> dict[str, Any]:
+def _netns(stdout: str) -> tuple[int | None, list[dict[str, Any]]]:
+    """The host's own namespace and the preflight's `--- netns` lines (netns.preflight_netns)."""
+    self_inode = None
+    found: list[dict[str, Any]] = []
+    inside = False
+    for line in stdout.split("\n"):
+        if line.startswith("netns_self=") and not inside:
+            value = line[11:].strip()
+            self_inode = int(value) if value.isdigit() else None
+        elif line.startswith("--- "):
+            inside = line[4:].strip() == "netns"
+        elif inside:
+            parts = line.split("\t")
+            if len(parts) >= 7 and parts[0].isdigit():
+                cgroup = parts[4].lower() if parts[4] != "-" else ""
+                ids = [m[1] for m in (_CONTAINER.search(cgroup), _POD_CHILD.search(cgroup)) if m]
+                pod = _POD.search(cgroup)
+                found.append({"inode": int(parts[0]), "name": parts[2] if parts[2] != "-" else None,
+                              "container": ids[0] if ids else None,
+                              "pod": pod[1].replace("_", "-") if pod else None})
+    return self_inode, found
+
+
+def _ns_arg(spec: Any, self_inode: int | None, found: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """--namespaces as capture.sh's ns= argument (netns.select), and notes."""
+    spec = str(spec if spec is not None else "all").strip()
+    if spec in ("all", "host", "none"):
+        return spec, []
+    wanted: list[int] = []
+    notes: list[str] = []
+    for item in (x.strip() for x in spec.split(",")):
+        if not item:
+            continue
+        low = item.lower()
+        hits = [ns["inode"] for ns in found if ns["inode"] != self_inode and (
+            (item.isdigit() and int(item) == ns["inode"]) or item == ns["name"]
+            or (len(low) >= 4 and re.fullmatch(r"[0-9a-f-]+", low) is not None
+                and any(v and v.startswith(low) for v in (ns["container"], ns["pod"]))))]
+        if not hits:
+            notes.append(f"--namespaces: {item} matches no network namespace on this host")
+        wanted += [i for i in hits if i not in wanted]
+    return ",".join(map(str, wanted)) or "0", notes
+
+
+def fleetrst_preflight(stdout: str, interfaces: Any = "all", refused: Any = None,
+                       namespaces: Any = "all") -> dict[str, Any]:
     """What `capture.sh preflight` said, turned into the host's facts, status and captures.
 
     `refused`: why sudo refused, when preflight had to run again without it (counters only).
+    `namespaces`: which network namespaces to capture inside (all, host, or a list).
     """
     kv: dict[str, str] = {}
     sections: dict[str, list[str]] = {}
@@ -136,6 +188,10 @@ def fleetrst_preflight(stdout: str, interfaces: Any = "all", refused: Any = None
     if wanted:
         known = {i["name"] for i in links}
         notes += [f"interface {n} does not exist on this host" for n in wanted if n not in known]
+    netns_self, found = _netns(stdout)
+    facts["network_namespaces"] = sum(1 for ns in found if ns["inode"] != netns_self)
+    ns, ns_notes = _ns_arg(namespaces, netns_self, found)
+    notes += ns_notes
     return {
         "ran": kv.get("fleetrst_remote") == "1",
         "missing": [t for t in NEEDED_TOOLS if not tools.get(t)],
@@ -147,6 +203,8 @@ def fleetrst_preflight(stdout: str, interfaces: Any = "all", refused: Any = None
         "notes": notes,
         "captures": captures,
         "trace": uid == "0",
+        # capture.sh's ns=: no captures at all where the host has none of its own.
+        "ns": ns if captures else "none",
     }
 
 

@@ -51,6 +51,9 @@ hosts:
 """
 
 _CHUNK = 1 << 20
+# As fleetrst/collect.py names them: the host side's files, and a network namespace's nsINODE.FILE.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,200}")
+_NS_FILE = re.compile(r"ns([1-9][0-9]{0,19})\.([A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,200})")
 
 
 def _version(script: str) -> str:
@@ -82,6 +85,19 @@ def _write(path: str, data: bytes | str, mode: int) -> None:
         fh.write(raw)
 
 
+def local_name(name: str) -> str | None:
+    """Where a listed file goes in the host's folder (collect.local_name): a namespace's
+    nsINODE.FILE into netns/INODE/FILE; None for a name that could leave the folder."""
+    if not _FILE_NAME.fullmatch(name) or name == "netns":
+        return None
+    m = _NS_FILE.fullmatch(name)
+    if m is None:
+        return name
+    if _NS_FILE.fullmatch(m[2]):
+        return None
+    return os.path.join("netns", m[1], m[2])
+
+
 def unbundle(directory: str, files: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
     """Split directory/.bundle into the listed files; returns (good files, problems)."""
     bundle = os.path.join(directory, ".bundle")
@@ -96,12 +112,14 @@ def unbundle(directory: str, files: list[dict[str, Any]]) -> tuple[dict[str, Any
     with fh:
         for f in files:
             name, size = str(f["name"]), int(f["size"])
-            if "/" in name or name.startswith(".") or not name:
+            where = local_name(name)
+            if where is None:
                 problems.append(f"refused a file name from the host: {name!r}")
                 fh.seek(size, os.SEEK_CUR)
                 continue
             digest = hashlib.sha256()
-            fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+            os.makedirs(os.path.dirname(os.path.join(directory, where)), exist_ok=True)
+            fd = os.open(os.path.join(directory, where), os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                          0o600)
             got = 0
             with os.fdopen(fd, "wb") as out:
@@ -146,6 +164,7 @@ def host_record(entry: dict[str, Any], out: str, duration: float = 0.0) -> dict[
         "become": bool(state.get("become")),
         "window_host": dict(state.get("window_host") or {}),
         "captures": list(state.get("captures") or []),
+        "namespaces": dict(state.get("namespaces") or {"select": "all", "max": 16}),
         "files": {},
         "cleanup": state.get("cleanup") or "not started",
         "collector": "ansible",
