@@ -517,6 +517,29 @@ Subsystem sftp internal-sftp
 # slow (pyenv rehash takes a lock in every new shell): with tens of hosts behind a bastion that
 # serializes every command of a scan.
 NO_MACHINE_RC = "SetEnv SHLVL=1\n"
+# libfaketime, for a host whose clock is off: every program of its sessions reads the wall clock
+# shifted (`date`, the host script), while the kernel's own timestamps (packets, tracefs) and
+# the lengths of sleeps and timeouts stay true, as on a host whose clock was set wrong.
+FAKETIME_GLOBS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
+
+
+def faketime_library() -> str:
+    """The path of libfaketime (Debian's faketime package), or LabError."""
+    import glob
+
+    for pattern in FAKETIME_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise LabError("a host with a clock offset needs libfaketime (apt-get install faketime)")
+
+
+def clock_setenv(offset_s: float) -> str:
+    """What shifts a host's sessions' wall clock by offset_s seconds, as words of sshd_config's
+    SetEnv (only its first SetEnv line counts: these join NO_MACHINE_RC's)."""
+    if not math.isfinite(offset_s) or abs(offset_s) > 10 * 365 * 86400:
+        raise LabError(f"bad clock offset: {offset_s!r}")
+    return f" LD_PRELOAD={faketime_library()} FAKETIME={offset_s:+.0f} FAKETIME_NO_CACHE=1"
 
 
 class _Supervisor:
@@ -721,7 +744,8 @@ def _add_idle(record: _Record, supervisor: _Supervisor, seed: int, host: dict[st
 
 def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | None,
            ttl: float, supervisor: _Supervisor, process_names: Mapping[str, str] | None,
-           bastion: bool = False, idle: Mapping[str, tuple[int, int]] | None = None) -> None:
+           bastion: bool = False, idle: Mapping[str, tuple[int, int]] | None = None,
+           clock_offsets: Mapping[str, float] | None = None) -> None:
     directory = record.path.parent
     lab_id = record.data["lab_id"]
     subnet, inner = _new_bridge(record, count, bastion)
@@ -785,8 +809,11 @@ def _build(record: _Record, count: int, seed: int, scenarios: Sequence[str] | No
             namespace=jump["namespace"], scenario=None), log)})
     for i, host in enumerate(record.data["hosts"]):
         hostdir = directory / "hosts" / host["name"]
+        offset = (clock_offsets or {}).get(host["name"])
+        extra = NO_MACHINE_RC.rstrip("\n") + (clock_setenv(offset) if offset else "") + "\n"
+        host["clock_offset_s"] = offset or 0
         config, line = _sshd_config(hostdir, host["name"], host["address"], authorized,
-                                    extra=NO_MACHINE_RC)
+                                    extra=extra)
         known.append(line)
         if plans[i].scenario != "dead":
             log = hostdir / "sshd.log"
@@ -944,7 +971,8 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
            scenarios: Sequence[str] | None = None, ttl: float = 1800.0,
            names: Mapping[str, str] | None = None, bastion: bool = False,
            idle_netns: int | Mapping[str, int] | None = None,
-           idle_named: int | Mapping[str, int] | None = None) -> LabState:
+           idle_named: int | Mapping[str, int] | None = None,
+           clock_offsets: Mapping[str, float] | None = None) -> LabState:
     """Build a lab of `hosts` namespaces in `directory`; on any failure, remove what was built.
 
     `names` forces the process name of a scenario's main process ({"closed_port": "..."}).
@@ -954,9 +982,12 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
     host, "linger_abort@named" in a named one (name drawn from the seed; "@named=NAME" gives
     it). `idle_netns` / `idle_named` add idle nested namespaces (unnamed, each held by a
     `sleep`; named, in the host's own /run/netns), per host: a number for every running host,
-    or {"host0": 100}.
+    or {"host0": 100}. `clock_offsets` ({"host1": 3600}) sets the wall clock that a host's SSH
+    sessions read that many seconds off (libfaketime), as on a host whose clock is wrong.
     """
     _check_prerequisites()
+    for offset in (clock_offsets or {}).values():
+        clock_setenv(offset)  # checks the offset and that libfaketime is there, before building
     if ttl <= 0:
         raise LabError(f"ttl must be positive, not {ttl}")
     for scenario, name in (names or {}).items():
@@ -991,7 +1022,8 @@ def lab_up(directory: Path, hosts: int = 4, *, seed: int | None = None,
         try:
             # First of all, so that even a lab whose building dies halfway has a deadline.
             supervisor = _Supervisor(record, ttl)
-            _build(record, hosts, seed, scenarios, ttl, supervisor, names, bastion, idle)
+            _build(record, hosts, seed, scenarios, ttl, supervisor, names, bastion, idle,
+                   clock_offsets)
             supervisor.close()
         except BaseException:
             if supervisor is not None:

@@ -422,3 +422,104 @@ def test_200_hosts_against_default_maxstartups_all_complete(fleet: LabState, tmp
           and all(h["findings"] and h["findings"][0]["kind"] == victim.expected["kind"] for h in closed)
           and r.returncode == 1 and leftovers(fleet, out) == CLEAN)
     record(fault_table, "200 hosts vs default MaxStartups", "all 200 ok after retries, nothing left", seen, ok)
+
+
+def test_a_host_whose_clock_is_an_hour_off_captures_the_same_real_window(lab_factory, tmp_path: Path,
+                                                                          fault_table) -> None:
+    """One host's wall clock an hour ahead (libfaketime on every program of its SSH sessions,
+    the host script included; the kernel's packet timestamps stay true): its window is the
+    same real interval as the others', shown on the orchestrator's clock, and its finding is
+    as right as if its clock were."""
+    seed = int(os.environ.get("FLEETRST_LAB_SEED") or random.SystemRandom().randrange(1, 2**31))
+    rng = random.Random(seed)
+    scenarios = ["closed_port", "closed_port", "quiet"]
+    rng.shuffle(scenarios)
+    off_index = rng.choice([i for i, s in enumerate(scenarios) if s == "closed_port"])
+    offset = rng.choice([3600, -3600])
+    lab = lab_factory(3, scenarios=scenarios, seed=seed, clock_offsets={f"host{off_index}": offset})
+    off = next(h for h in lab.hosts if h.name == f"host{off_index}")
+    probe = subprocess.run(
+        ["ssh", "-i", str(lab.key_file), "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o",
+         "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{off.address}", "date +%s"],
+        capture_output=True, text=True, timeout=30, check=True)
+    # The lab really did set that host's clock off, as its sessions see it.
+    assert abs(int(probe.stdout) - time.time() - offset) < 30, probe.stdout
+    out = tmp_path / "run"
+    r = scan(lab.inventory, lab, out, duration="4")
+    hosts = summary_of(out)
+
+    def t(text: str) -> float:
+        import datetime as dt
+
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    h = hosts[off.name]
+    others = [hosts[lh.name] for lh in lab.hosts if lh.name != off.name]
+    agreed = json.loads((out / "run.json").read_text())["window"]
+    measured = (h.get("facts") or {}).get("clock_offset_s") or 0
+    # Uncorrected, the host would start an hour early or late; on a loaded machine any host may
+    # start a little late, none early.
+    late = t(h["window"]["start"]) - t(agreed["start"])
+    top = h["findings"][0] if h["findings"] else {}
+    rate = top.get("per_s") or 0
+    seen = (f"{h['status']}, offset measured {measured:+.1f} s, counted from {late:+.2f} s after the agreed "
+            f"start for {h['window']['seconds']} s, top {top.get('kind')} {rate}/s, exit {r.returncode}")
+    ok = (h["status"] == "ok" and abs(measured - offset) < 5 and -0.3 < late < 1.5
+          and t(h["window"]["end"]) >= t(agreed["end"]) - 0.3
+          and top.get("kind") == off.expected["kind"]
+          and top.get("local") == f"127.0.0.1:{off.expected['local_port']}"
+          and 0.6 * off.expected["rate"] <= rate <= 1.4 * off.expected["rate"]
+          and any("clock is" in w for w in h.get("warnings", []))
+          and all(o["status"] == "ok" for o in others) and leftovers(lab, out) == CLEAN)
+    record(fault_table, "clock an hour off", "the agreed real window, offset warned, right finding",
+           seen, ok)
+
+
+def test_the_next_run_removes_the_leftovers_it_owns_and_nothing_else(fleet: LabState, tmp_path: Path,
+                                                                     fault_table) -> None:
+    """Leftovers of a run whose host side was itself killed (the host rebooted, say): the next
+    scan of that host removes its own dead run directories, and keeps those of live runs, of
+    runs starting right now, of other hosts' tags and of other users."""
+    from fleetrst.collect import host_token
+    from fleetrst.inventory import load_inventory
+
+    victim = next(lh for lh in fleet.hosts if lh.scenario != "dead")
+    host = next(h for h in load_inventory(fleet.inventory).hosts if h.name == victim.name)
+    token = host_token(host)
+    other_token = "0123456789" if token != "0123456789" else "9876543210"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a PID that no longer runs
+    # The host has its PID namespace: its own init is a live process as the host sees it.
+    assert victim.init is not None
+    live = str(victim.init.ns_pid)
+    planted = {
+        "dead, ours": (Path(f"/tmp/fleetrst-{time.strftime('%Y%m%d')}-deadrun-{token}"), str(gone.pid), None),
+        "live owner": (Path(f"/tmp/fleetrst-{time.strftime('%Y%m%d')}-liverun-{token}"), live, None),
+        "young, unarmed": (Path(f"/tmp/fleetrst-{time.strftime('%Y%m%d')}-newrun-{token}"), None, None),
+        "another tag": (Path(f"/tmp/fleetrst-{time.strftime('%Y%m%d')}-deadrun-{other_token}"), str(gone.pid), None),
+        "another user": (Path(f"/tmp/fleetrst-{time.strftime('%Y%m%d')}-userrun-{token}"), str(gone.pid), 65534),
+    }
+    old = time.time() - 7200
+    try:
+        for path, owner, uid in planted.values():
+            path.mkdir(mode=0o700)
+            (path / "keep.txt").write_text("not fleetrst's to judge\n")
+            if owner is not None:
+                (path / "owner.pid").write_text(owner + "\n")
+            if owner is not None:
+                os.utime(path, (old, old))
+            if uid is not None:
+                os.chown(path, uid, uid)
+        out = tmp_path / "run"
+        scan(fleet.inventory, fleet, out, "-l", victim.name, duration="2")
+        remaining = {case: path.exists() for case, (path, _, _) in planted.items()}
+    finally:
+        for path, _, _ in planted.values():
+            shutil.rmtree(path, ignore_errors=True)
+    status = summary_of(out)[victim.name]["status"]
+    seen = ", ".join(f"{case}: {'kept' if kept else 'removed'}" for case, kept in remaining.items())
+    ok = (status == "ok" and remaining == {"dead, ours": False, "live owner": True, "young, unarmed": True,
+                                           "another tag": True, "another user": True}
+          and leftovers(fleet, out) == CLEAN)
+    record(fault_table, "leftovers of a killed host side", "next run removes its own dead ones only",
+           f"{status}; {seen}", ok)

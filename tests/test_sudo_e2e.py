@@ -178,12 +178,13 @@ def test_a_sudo_password_travels_on_stdin_only(fleet: LabState, users: Restricte
             for p in Path("/proc").iterdir():
                 if not p.name.isdigit():
                     continue
-                try:
-                    cmd = (p / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if password.encode() in cmd:
-                    seen_in_argv.append(p.name)
+                for what in ("cmdline", "environ"):
+                    try:
+                        text = (p / what).read_bytes()
+                    except OSError:
+                        continue
+                    if password.encode() in text:
+                        seen_in_argv.append(f"{p.name}/{what}")
             stop.wait(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -200,7 +201,10 @@ def test_a_sudo_password_travels_on_stdin_only(fleet: LabState, users: Restricte
     assert not seen_in_argv
     assert password not in r.stdout + r.stderr
     files = [f for f in out.rglob("*") if f.is_file()]
-    for f in files:
+    # The lab's own logs too: each host's sshd log, the supervisor's.
+    logs = [f for f in Path(fleet.directory).rglob("*.log") if f.is_file()]
+    for f in files + logs:
         assert password.encode() not in f.read_bytes(), f
-    fault_table.append(("sudo password (-K / --become-password-file)", "never in argv, output or files",
-                        f"absent from every argv (/proc polled), output and {len(files)} run files", "ok"))
+    fault_table.append(("sudo password (-K / --become-password-file)", "never in argv, environment, output, logs or files",
+                        f"absent from every argv and environment (/proc polled), output, {len(logs)} logs "
+                        f"and {len(files)} run files", "ok"))
