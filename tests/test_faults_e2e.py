@@ -516,9 +516,12 @@ def test_the_next_run_removes_the_leftovers_it_owns_and_nothing_else(fleet: LabS
     finally:
         for path, _, _ in planted.values():
             shutil.rmtree(path, ignore_errors=True)
-    status = summary_of(out)[victim.name]["status"]
+    h = summary_of(out)[victim.name]
+    status = h["status"]
+    said = [w for w in h.get("notes", []) + h.get("warnings", []) if "removed a leftover" in w]
     seen = ", ".join(f"{case}: {'kept' if kept else 'removed'}" for case, kept in remaining.items())
-    ok = (status == "ok" and remaining == {"dead, ours": False, "live owner": True, "young, unarmed": True,
+    seen += f"; {len(said)} removal noted"
+    ok = (status == "ok" and len(said) == 1 and "deadrun" in said[0] and remaining == {"dead, ours": False, "live owner": True, "young, unarmed": True,
                                            "another tag": True, "another user": True}
           and leftovers(fleet, out) == CLEAN)
     record(fault_table, "leftovers of a killed host side", "next run removes its own dead ones only",
