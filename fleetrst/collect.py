@@ -21,7 +21,7 @@ from .errors import HostError
 from .facts import parse_ip_link
 from .model import Host
 from .netns import DEFAULT_MAX as DEFAULT_MAX_NAMESPACES
-from .netns import preflight_netns
+from .netns import preflight_netns, runtime_text
 from .netns import select as select_namespaces
 from .transport import JumpPool, LocalTransport, SSHTransport, Stream, Transport, connect, quote
 
@@ -85,6 +85,7 @@ class HostRun:
     window_host: dict[str, float] = field(default_factory=dict)
     cleanup: str = "not started"
     ns_arg: str = "all"  # the host script's ns= argument (see ScanOptions.namespaces)
+    runtimes: str = ""  # the preflight's container runtime listings, raw (containers.txt)
 
     def fail(self, reason: str) -> None:
         self.status = "failed"
@@ -364,6 +365,7 @@ class Scan:
             "ip_addr": sections.get("ip -o addr", ""),
         }
         netns_self, namespaces = preflight_netns(r.stdout)
+        hr.runtimes = runtime_text(r.stdout)
         hr.facts["network_namespaces"] = sum(1 for ns in namespaces if ns.inode != netns_self)
         hr.ns_arg, ns_notes = select_namespaces(opts.namespaces, namespaces, netns_self)
         hr.notes += ns_notes
@@ -635,6 +637,10 @@ class Scan:
             # The window's own copy wins; the preflight copy covers hosts that never got there.
             if isinstance(text, str) and text and not (hdir / fname).exists():
                 (hdir / fname).write_text(text)
+        # The host keeps its containers.txt for the fetch; this copy is for a host whose run
+        # never got that far.
+        if hr.runtimes and not (hdir / "containers.txt").exists():
+            (hdir / "containers.txt").write_text(hr.runtimes)
         data = {
             "name": hr.host.name,
             "address": hr.host.address,

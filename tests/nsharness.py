@@ -88,23 +88,29 @@ class NestedHost:
     """`with NestedHost([...]) as h: r = h.run(...)`: one preflight, one run, then everything ends."""
 
     def __init__(self, nested: list[Nested], named_empty: tuple[str, ...] = (),
-                 on_host: tuple[str, ...] = ()) -> None:
+                 on_host: tuple[str, ...] = (), bin_dir: Path | None = None) -> None:
         self.nested = nested
         self.named_empty = named_empty
         self.on_host = on_host  # commands run in the host's own network namespace
+        # Stand-in commands (a `docker` CLI, say): mounted over /usr/local/sbin, the first
+        # directory of the host script's own PATH, in the throwaway host's mount namespace only.
+        self.bin_dir = bin_dir
         self.cgroups: list[Path] = []
+        self.cgroup_parent: Path | None = None
         if any(n.cgroup for n in nested):
             if not os.access(CGROUP_ROOT, os.W_OK):
                 raise RuntimeError(f"cannot make test cgroups under {CGROUP_ROOT}")
             parent = CGROUP_ROOT / f"fleetrst-test-{secrets.token_hex(4)}"
-            for n in nested:
-                if n.cgroup:
-                    path = parent / n.cgroup
-                    path.mkdir(parents=True)
-                    self.cgroups.append(path)
-            self.cgroup_parent: Path | None = parent
-        else:
-            self.cgroup_parent = None
+            self.cgroup_parent = parent
+            try:
+                for n in nested:
+                    if n.cgroup:
+                        path = parent / n.cgroup
+                        path.mkdir(parents=True)
+                        self.cgroups.append(path)
+            except OSError as e:
+                self._remove_cgroups()
+                raise RuntimeError(f"cannot make test cgroups under {CGROUP_ROOT}: {e}") from e
         self.dir = f"/tmp/fleetrst-nstest-{secrets.token_hex(6)}"  # the host script's DIR
         os.mkdir(self.dir, 0o700)
         self.proc: subprocess.Popen[str] | None = None
@@ -117,6 +123,8 @@ class NestedHost:
             "mount -t tmpfs -o mode=755 fleetrst-test /run/netns",
             "ip link set lo up",
         ]
+        if self.bin_dir is not None:
+            lines.append(f"mount --bind {q(str(self.bin_dir))} /usr/local/sbin || exit 1")
         for n in self.named_empty:
             lines.append(f"ip netns add {q(n)}")
         for command in self.on_host:
@@ -234,7 +242,10 @@ class NestedHost:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.cgroup_parent is not None:
+        self._remove_cgroups()
+
+    def _remove_cgroups(self) -> None:
+        if self.cgroup_parent is not None and self.cgroup_parent.exists():
             # Empty once every process of the PID namespace is gone: remove deepest first.
             for path in sorted(self.cgroup_parent.rglob("*"), key=lambda p: -len(p.parts)):
                 if path.is_dir():

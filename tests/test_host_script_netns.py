@@ -8,8 +8,11 @@ ends with the host's PID namespace, killed by PID even when a test fails.
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import secrets
+import shlex
 import subprocess
 import tempfile
 import time
@@ -18,8 +21,17 @@ from pathlib import Path
 import pytest
 from nsharness import SCRIPT, Nested, NestedHost, client, unavailable
 
+from fleetrst.analysis import analyze_host
+from fleetrst.collect import local_name
 from fleetrst.facts import parse_counters_file
-from fleetrst.netns import parse_cost, parse_netns, preflight_netns
+from fleetrst.netns import (
+    container_of,
+    parse_cost,
+    parse_netns,
+    parse_runtimes,
+    preflight_netns,
+    runtime_sections,
+)
 from fleetrst.pcap import read_resets
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
@@ -134,10 +146,12 @@ def test_a_hundred_namespaces_keep_the_window_and_the_caps() -> None:
         assert t is not None
         return t
 
-    assert abs(when("counters-end.txt") - when("counters-start.txt") - 3) < 0.3
+    # Bounds of correctness (the window is the one asked for, not one stretched by a hundred
+    # namespaces), loose enough for a loaded machine: speed is bench/'s business.
+    assert abs(when("counters-end.txt") - when("counters-start.txt") - 3) < 1.0
     for name in r.files:
         if name.endswith((".counters-start.txt", ".counters-end.txt")):
-            assert abs(when(name) - when(name.split(".", 1)[1])) < 0.5, name
+            assert abs(when(name) - when(name.split(".", 1)[1])) < 1.0, name
     table = parse_netns(r.files["netns.txt"].decode())
     states = [ns.state for ns in table]
     assert states.count("captured") == 16 and states.count("beyond_max") == 84
@@ -147,8 +161,8 @@ def test_a_hundred_namespaces_keep_the_window_and_the_caps() -> None:
     cost = parse_cost(r.files["cost.txt"].decode())
     assert cost["namespaces_counted"] == 100 and cost["namespaces_captured"] == 16
     assert cost["tcpdumps"] == 17
-    # Cheap: one stat and one awk for all of them, well inside the lead of the captures.
-    assert cost["start_counters_s"] < 1.0 and cost["end_counters_s"] < 1.0
+    # Reported, and small next to the window: one stat and one awk for all of them.
+    assert 0 < cost["start_counters_s"] < 1.5 and 0 < cost["end_counters_s"] < 1.5
     assert r.dir_gone and not {"tcpdump", "timeout", "nsenter"} & set(r.leftovers.split())
 
 
@@ -188,3 +202,130 @@ def test_run_and_preflight_refuse_a_directory_that_is_not_their_own() -> None:
     finally:
         link.unlink(missing_ok=True)
         subprocess.run(["rm", "-rf", "--", str(target), str(foreign)], check=False)
+
+
+# --- names from the container runtimes' CLIs -----------------------------------------------------
+
+
+def _seeded() -> random.Random:
+    seed = int(os.environ.get("FLEETRST_TEST_SEED") or random.SystemRandom().randrange(1, 2**31))
+    print(f"\nseed: {seed} (FLEETRST_TEST_SEED={seed} reproduces)")
+    return random.Random(seed)
+
+
+def _stand_in(bin_dir: Path, name: str, body: str) -> Path:
+    """A runtime CLI stand-in for the throwaway host (its /usr/local/sbin): logs how it was
+    called (arguments, then its environment) beside itself, then runs `body`."""
+    bin_dir.mkdir(exist_ok=True)
+    log = bin_dir.parent / f"{name}.log"
+    path = bin_dir / name
+    path.write_text(f"""#!/bin/sh
+{{ printf '%s\\n' "$@"; echo '--- env'; env; }} >>{shlex.quote(str(log))}
+{body}
+""")
+    path.chmod(0o755)
+    return log
+
+
+def _nested_host(nested: list[Nested], bin_dir: Path) -> NestedHost:
+    try:
+        return NestedHost(nested, bin_dir=bin_dir)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+def test_a_container_is_named_by_its_runtimes_cli(tmp_path: Path) -> None:
+    rng = _seeded()
+    cid = f"{rng.getrandbits(256):064x}"
+    name = f"{rng.choice(['api', 'web', 'cache', 'worker'])}-{rng.getrandbits(16):04x}"
+    port = rng.randrange(7000, 7999)
+    log = _stand_in(tmp_path / "bin", "docker", f"""[ "$1" = ps ] || exit 1
+printf '%s\\t%s\\n' {cid} {name}""")
+    # A Docker container's process, as the cgroupfs driver places it: .../docker/ID.
+    nested = [Nested(client("apicli", port, 100, 0.1), cgroup=f"docker/{cid}"), Nested("sleep 40")]
+    with _nested_host(nested, tmp_path / "bin") as host:
+        r = host.run("3 2048 10 0 ns=all nsmax=16 -- lo lo")
+    assert r.dir_gone, r.lines
+    # The preflight asked docker (only docker: nothing else is there) as the README says, in a
+    # clean environment (run as root), and printed its listing raw after the namespaces.
+    args, _, env = log.read_text().partition("--- env\n")
+    assert args.split("\n")[:4] == ["ps", "--no-trunc", "--format", "{{.ID}}\\t{{.Names}}"]
+    env_names = {line.split("=", 1)[0] for line in env.splitlines() if "=" in line}
+    assert "PYTEST_CURRENT_TEST" not in env_names and env_names <= {"PATH", "LC_ALL", "HOME", "PWD"}
+    assert [n for n, _ in runtime_sections(r.preflight)] == ["docker"]
+    assert f"--- runtime docker\n{cid}\t{name}\n" in r.preflight
+    # (By its cgroup: on a loaded machine its client may not have started yet at preflight.)
+    _, listed = preflight_netns(r.preflight)
+    (inner,) = [ns for ns in listed if ns.container is not None]
+    assert inner.container is not None and inner.container.id == cid
+    # The host keeps the listing for the fetch, raw.
+    assert r.files["containers.txt"].decode() == f"--- runtime docker\n{cid}\t{name}\n"
+    assert parse_runtimes(r.files["containers.txt"].decode()).containers == {cid: name}
+    # Analyzed as fleetrst analyze would: the finding inside names the container by its name.
+    hdir = tmp_path / "run" / "host0"
+    for remote, data in r.files.items():
+        path = hdir / local_name(remote)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (hdir / "host.json").write_text(json.dumps({
+        "name": "host0", "address": "198.18.0.250", "status": "ok", "error": None, "notes": [],
+        "facts": {"clock_offset_s": 0.0},
+        "captures": [{"interface": "lo", "index": 1, "tag": "lo", "cap_bytes": 2048 * 512}],
+        "namespaces": {"select": "all", "max": 16}}))
+    host_summary = analyze_host(hdir, {})
+    findings = host_summary["findings"]
+    (f,) = [f for f in findings if f["netns"] and f["netns"]["inode"] == inner.inode]
+    assert f["kind"] == "local_dead_service" and f["local"] == f"127.0.0.1:{port}"
+    assert f["netns"]["container_name"] == name and f["netns"]["container"] == cid
+    assert f["summary"].startswith(f"container {name} ({cid[:12]}), pid ")
+    rows = {row["inode"]: row for row in host_summary["namespaces"]["items"]}
+    assert rows.pop(inner.inode)["container_name"] == name
+    (other,) = rows.values()  # the namespace of `sleep`, in no container
+    assert other["container_name"] is None and other["container"] is None
+
+
+def test_runtimes_are_asked_only_about_containers_and_never_hold_up_the_preflight(
+        tmp_path: Path) -> None:
+    rng = _seeded()
+    bin_dir = tmp_path / "bin"
+    # No namespace's cgroup names a container: no runtime is asked.
+    docker_log = _stand_in(bin_dir, "docker", "exec sleep 60")
+    with _nested_host([Nested("sleep 40")], bin_dir) as host:
+        preflight = host.start()
+    assert "--- netns" in preflight and "--- runtime" not in preflight
+    assert not docker_log.exists()
+
+    # A pod's container (cgroupfs driver): docker hangs, `crictl ps` prints far more than the
+    # host keeps, `crictl pods` fails. The preflight still ends in time, with what could be had.
+    uid = "-".join(f"{rng.getrandbits(4 * n):0{n}x}" for n in (8, 4, 4, 4, 12))
+    ids = [f"{rng.getrandbits(256):064x}" for _ in range(800)]
+    mine = ids[rng.randrange(0, 20)]
+    listing = json.dumps({"containers": [
+        {"id": i, "podSandboxId": ids[0], "metadata": {"name": f"c-{i[:6]}", "attempt": 0},
+         "state": "CONTAINER_RUNNING",
+         "labels": {"io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.namespace": "shop",
+                    "io.kubernetes.pod.uid": uid},
+         "annotations": {"io.kubernetes.container.hash": "f" * 400}} for i in ids]}, indent=2)
+    assert len(listing) > 2 * 262144
+    (tmp_path / "crictl-ps.json").write_text(listing)
+    crictl_log = _stand_in(bin_dir, "crictl", f"""case $1 in
+    ps) cat {shlex.quote(str(tmp_path / "crictl-ps.json"))} ;;
+    *) echo 'failed to connect: context deadline exceeded' >&2; exit 1 ;;
+esac""")
+    nested = [Nested("sleep 40", cgroup=f"kubepods/besteffort/pod{uid}/{mine}")]
+    with _nested_host(nested, bin_dir) as host:
+        started = time.monotonic()
+        preflight = host.start()
+        took = time.monotonic() - started
+    assert docker_log.exists() and crictl_log.read_text().count("--- env") == 2
+    # docker was stopped at its 3 s (and gave no section), not left to hang for its 60.
+    assert 3 <= took < 20, took
+    sections = dict(runtime_sections(preflight))
+    assert list(sections) == ["crictl ps"]
+    assert len(sections["crictl ps"].encode()) <= 262144 + 1
+    _, listed = preflight_netns(preflight)
+    (ns,) = [ns for ns in listed if ns.container is not None]
+    assert ns.container == container_of(f"/kubepods/besteffort/pod{uid}/{mine}")
+    names = parse_runtimes(preflight)
+    assert 20 <= len(names.containers) < len(ids)  # cut short: the entries complete before the cut
+    assert names.names(ns.container) == (f"c-{mine[:6]}", "shop/web-0")

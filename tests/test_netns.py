@@ -21,14 +21,22 @@ from fleetrst.analysis import analyze_host, analyze_run
 from fleetrst.analysis.namespaces import place_trace
 from fleetrst.baseline import finding_key, netns_key
 from fleetrst.cli import _namespaces_spec_ok
-from fleetrst.collect import local_name
+from fleetrst.collect import HostRun, Scan, ScanOptions, local_name
+from fleetrst.model import Host
 from fleetrst.netns import (
+    RUNTIMES_MAX,
     Netns,
+    RuntimeNames,
     container_of,
     label,
     parse_cost,
+    parse_crictl_pods,
+    parse_crictl_ps,
     parse_netns,
+    parse_ps,
+    parse_runtimes,
     preflight_netns,
+    runtime_text,
     select,
     why_not,
 )
@@ -125,6 +133,189 @@ def test_container_ids_from_cgroup_paths(cgroup: str, runtime: str | None, cid: 
 ])
 def test_other_cgroups_name_no_container(cgroup: str | None) -> None:
     assert container_of(cgroup) is None
+
+
+# --- names from the runtimes' CLIs --------------------------------------------------------------
+
+WEB = "9d1e0c6f2a7b4c3d8e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d"
+SANDBOX = "4b7c2d9e1f0a3b6c5d8e7f4a1b2c3d6e5f8a9b0c7d4e1f2a3b6c5d8e9f0a1b2c"
+DB = "c5e1d2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1"
+
+# `docker ps --no-trunc --format '{{.ID}}\t{{.Names}}'` as it prints: one line each, a tab between;
+# a linked container lists its link aliases too; the kubelet's Docker containers are k8s_...
+DOCKER_PS = (f"{HEX}\tapi-7f9c\n"
+             f"{DB}\tdb,api-7f9c/db\n"
+             f"{WEB}\tk8s_web_web-0_default_{UID}_0\n"
+             f"{SANDBOX}\tk8s_POD_web-0_default_{UID}_0\n")
+
+# `crictl ps -o json` as it prints (protobuf's JSON, indented by two).
+CRICTL_PS = f"""{{
+  "containers": [
+    {{
+      "id": "{WEB}",
+      "podSandboxId": "{SANDBOX}",
+      "metadata": {{
+        "name": "web",
+        "attempt": 0
+      }},
+      "image": {{
+        "image": "sha256:4c5e3b6d2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d",
+        "annotations": {{
+        }},
+        "userSpecifiedImage": ""
+      }},
+      "imageRef": "sha256:4c5e3b6d2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d",
+      "state": "CONTAINER_RUNNING",
+      "createdAt": "1714039221254165717",
+      "labels": {{
+        "io.kubernetes.container.name": "web",
+        "io.kubernetes.pod.name": "web-0",
+        "io.kubernetes.pod.namespace": "default",
+        "io.kubernetes.pod.uid": "{UID}"
+      }},
+      "annotations": {{
+        "io.kubernetes.container.hash": "5c1b6f2e",
+        "io.kubernetes.container.ports": "[{{\\"containerPort\\":80,\\"protocol\\":\\"TCP\\"}}]",
+        "io.kubernetes.container.restartCount": "0",
+        "io.kubernetes.container.terminationMessagePath": "/dev/termination-log",
+        "io.kubernetes.container.terminationMessagePolicy": "File",
+        "io.kubernetes.pod.terminationGracePeriod": "30"
+      }}
+    }}
+  ]
+}}
+"""
+
+# `crictl pods -o json` as it prints.
+CRICTL_PODS = f"""{{
+  "items": [
+    {{
+      "id": "{SANDBOX}",
+      "metadata": {{
+        "name": "web-0",
+        "uid": "{UID}",
+        "namespace": "default",
+        "attempt": 0
+      }},
+      "state": "SANDBOX_READY",
+      "createdAt": "1714039220942545606",
+      "labels": {{
+        "app": "web",
+        "io.kubernetes.pod.name": "web-0",
+        "io.kubernetes.pod.namespace": "default",
+        "io.kubernetes.pod.uid": "{UID}"
+      }},
+      "annotations": {{
+        "kubernetes.io/config.seen": "2024-04-25T10:00:20.942545606Z",
+        "kubernetes.io/config.source": "api"
+      }},
+      "runtimeHandler": ""
+    }}
+  ]
+}}
+"""
+
+
+def test_names_from_docker_ps() -> None:
+    names, pods, pod_of = parse_ps(DOCKER_PS)
+    assert names == {HEX: "api-7f9c", DB: "db", WEB: "web", SANDBOX: "POD"}
+    # The kubelet's Docker names say which pod a container is in, and its name.
+    assert pods == {UID: "default/web-0"} and pod_of == {WEB: UID, SANDBOX: UID}
+    # podman and nerdctl print the same; a CLI that took "\t" literally, or put spaces, too.
+    assert parse_ps(f"{HEX.upper()}\\tapi\n{DB}   db\n")[0] == {HEX: "api", DB: "db"}
+
+
+def test_names_from_crictl() -> None:
+    names, pods, pod_of = parse_crictl_ps(CRICTL_PS)
+    assert names == {WEB: "web"} and pods == {UID: "default/web-0"}
+    assert pod_of == {WEB: UID, SANDBOX: UID}
+    assert parse_crictl_pods(CRICTL_PODS) == ({UID: "default/web-0"}, {SANDBOX: UID})
+    rt = parse_runtimes(f"--- runtime crictl ps\n{CRICTL_PS}--- runtime crictl pods\n{CRICTL_PODS}")
+    kube = ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+            f"{UID.replace('-', '_')}.slice")
+    assert rt.names(container_of(f"{kube}/cri-containerd-{WEB}.scope")) == ("web", "default/web-0")
+    # The pod's own namespace is its sandbox's (pause): the pod has a name, the sandbox none.
+    sandbox = container_of(f"{kube}/cri-containerd-{SANDBOX}.scope")
+    assert rt.names(sandbox) == (None, "default/web-0")
+    # A pod uid the cgroup does not name (cgroupfs) is found through the container.
+    assert rt.names(container_of(f"/system.slice/crio-{WEB}.scope")) == ("web", "default/web-0")
+    assert rt.names(container_of(f"/docker/{HEX}")) == (None, None)
+    assert rt.names(None) == (None, None)
+
+
+def test_the_preflights_runtime_sections_are_kept_and_read_again() -> None:
+    stdout = ("fleetrst_remote=1\nnetns_self=4026531840\n--- netns\n"
+              f"4026532001\t42\t-\t0\t/docker/{HEX}\tpython3\tpython3 app.py\n"
+              f"--- runtime docker\n{DOCKER_PS}--- runtime crictl ps\n{CRICTL_PS}"
+              f"--- runtime crictl pods\n{CRICTL_PODS.rstrip()}")
+    kept = runtime_text(stdout)
+    assert kept.startswith("--- runtime docker\n") and "--- netns" not in kept
+    assert kept.endswith("}\n") and kept.count("--- runtime ") == 3
+    rt = parse_runtimes(kept)
+    assert rt == parse_runtimes(stdout)
+    assert rt.containers[HEX] == "api-7f9c" and rt.containers[WEB] == "web"
+    assert rt.pods == {UID: "default/web-0"}
+    # The namespaces' own section is not disturbed by what follows it.
+    assert [ns.cgroup for ns in preflight_netns(stdout)[1]] == [f"/docker/{HEX}"]
+
+
+def _crictl_listing(n: int) -> tuple[str, dict[str, str]]:
+    items = [{"id": f"{i:064x}", "podSandboxId": f"{i + 10**6:064x}",
+              "metadata": {"name": f"c{i}", "attempt": 0}, "state": "CONTAINER_RUNNING",
+              "labels": {"io.kubernetes.pod.name": f"p{i}", "io.kubernetes.pod.namespace": "ns",
+                         "io.kubernetes.pod.uid": f"{i:08x}-0000-4000-8000-{i:012x}"},
+              "annotations": {"io.kubernetes.container.hash": "x" * 200}} for i in range(1, n + 1)]
+    names = {f"{i:064x}": f"c{i}" for i in range(1, n + 1)}
+    return json.dumps({"containers": items}, indent=2), names
+
+
+@pytest.mark.parametrize("cut", [0, 1, 15, 1000, 5000, 33333, 77777, -2, -1, None])
+def test_a_listing_cut_short_gives_the_entries_complete_before_the_cut(cut: int | None) -> None:
+    text, names = _crictl_listing(60)
+    part = text[:cut]
+    # Where each entry's closing brace is: the last one before the next entry (or the array's end).
+    starts = [text.index(f'"id": "{cid}"') for cid in names] + [text.rindex("]")]
+    ends = [text.rindex("}", 0, nxt) for nxt in starts[1:]]
+    complete = sum(1 for end in ends if end < len(part))
+    # Exactly the entries wholly before the cut (the host cuts a listing at 256 KiB), in order.
+    got, _, _ = parse_crictl_ps(part)
+    assert list(got.items()) == list(names.items())[:complete]
+    if cut in (None, -1, -2):
+        assert len(got) == 60  # whole, or only the array's closing cut off
+    elif cut == 33333:
+        assert 0 < len(got) < 60
+
+
+@pytest.mark.parametrize("text", [
+    "", "\n\n", "garbage\x00\xff\u2028", "{", "[", "null", "42", '"x"', "[]", "{}",
+    '{"containers": {}}', '{"containers": null}', '{"items": "x"}',
+    '{"containers": [1, "x", null, [], {"id": 5}, {"id": "' + HEX + '", "metadata": "x"}]}',
+    '{"containers": [{"id": "' + HEX + '", "metadata": {"name": ["x"]}, "labels": [1]}]}',
+    '{"containers": [{"id": "' + HEX + '", "metadata": {"name": "a"}, '
+    '"labels": {"io.kubernetes.pod.uid": 7}}]}',
+    '{"items": [{"id": "' + HEX + '", "metadata": {"uid": "' + UID + '", "name": 7}}]}',
+    '{"containers": [' + "[" * 200000 + "]" * 200000 + "]}",
+    '{"containers": [' + "[" * 200000,
+    '{"containers": [{"id": "' + HEX + '", "x": ' + "9" * 100000 + "}]}",
+    '{"containers": [{"id": "../../etc", "metadata": {"name": "x"}}]}',
+    f"{HEX}\n{HEX}\t\n\tname\n../x\tname\n{'a' * 63}\tshort\n{'g' * 64}\tnothex\n",
+])
+def test_garbage_and_wrong_types_give_no_names_and_no_error(text: str) -> None:
+    for runtime in ("docker", "crictl ps", "crictl pods", "podman", "nerdctl", "other"):
+        rt = parse_runtimes(f"--- runtime {runtime}\n{text}\n--- runtime {runtime}\n")
+        # Whatever came through is a well-formed id and a non-empty name.
+        for cid, name in rt.containers.items():
+            assert len(cid) == 64 and int(cid, 16) >= 0 and name and isinstance(name, str)
+        for uid, pod in rt.pods.items():
+            assert len(uid) == 36 and pod and isinstance(pod, str)
+    assert parse_runtimes(None) == RuntimeNames()
+
+
+def test_a_huge_listing_is_read_only_so_far_and_names_are_cut_short() -> None:
+    line = f"{HEX}\t{'n' * 5000}\n"
+    rt = parse_runtimes("--- runtime docker\n" + line + "x" * (RUNTIMES_MAX + 10)
+                        + f"\n--- runtime podman\n{DB}\tlate\n")
+    assert rt.containers == {HEX: "n" * 253}  # the podman section lies beyond what is read
 
 
 # --- the choice ---------------------------------------------------------------------------------
@@ -393,6 +584,76 @@ def test_hostile_namespace_text_is_shown_as_text(tmp_path: Path) -> None:
     assert any(f["netns"] and f["netns"]["comm"] == evil for f in text["hosts"][0]["findings"])
 
 
+def _named_run(tmp_path: Path, name: str) -> Path:
+    """The recorded run with a containers.txt as the host keeps it, naming its container."""
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    (run / "host0" / "containers.txt").write_text(
+        f"--- runtime docker\n{EXPECTED['container']}\t{name}\n{DB}\tother\n")
+    return run
+
+
+def test_findings_and_the_namespaces_table_name_the_container_by_its_runtimes_name(
+        tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    run = _named_run(tmp_path, "api-7f9c")
+    summary = analyze_run(run)
+    jsonschema.validate(summary, json.loads(SCHEMA.read_text()))
+    host = summary["hosts"][0]
+    inodes = EXPECTED["inodes"]
+    (g,) = [f for f in host["findings"] if f["netns"] and f["netns"]["inode"] == inodes["app"]]
+    assert g["netns"]["container_name"] == "api-7f9c" and g["netns"]["pod_name"] is None
+    assert g["netns"]["container"] == EXPECTED["container"]
+    short = EXPECTED["container"][:12]
+    assert g["summary"].startswith(f"container api-7f9c ({short}), pid ")
+    rows = {r["inode"]: r for r in host["namespaces"]["items"]}
+    assert rows[inodes["app"]]["container_name"] == "api-7f9c"
+    # Namespaces no runtime named keep their own names, and say so with null.
+    blue = rows[inodes["blue"]]
+    assert blue["container_name"] is None and blue["pod_name"] is None
+    report.write_reports(run, summary)
+    page = (run / "host0" / "report.html").read_text()
+    section = page[page.index('id="namespaces"'):]
+    assert f"container api-7f9c ({short})" in section
+    assert f'title="container {EXPECTED["container"]}"' in section
+    assert f"container api-7f9c ({short})" in page[:page.index('id="namespaces"')]  # the chip
+    assert f"container api-7f9c ({short})" in (run / "junit.xml").read_text()
+
+
+def test_without_containers_txt_names_are_null(analyzed: dict[str, Any]) -> None:
+    for f in analyzed["findings"]:
+        if f["netns"] is not None:
+            assert f["netns"]["container_name"] is None and f["netns"]["pod_name"] is None
+
+
+def test_a_hostile_container_name_is_shown_as_text(tmp_path: Path) -> None:
+    evil = "<script>alert(3)</script>\x1b[2J"
+    run = _named_run(tmp_path, evil)
+    summary = analyze_run(run)
+    report.write_reports(run, summary)
+    page = (run / "host0" / "report.html").read_text()
+    assert "<script>alert(3)" not in page
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;\\x1b[2J" in page
+    text = json.loads((run / "summary.json").read_text())
+    findings = text["hosts"][0]["findings"]
+    assert any(f["netns"] and f["netns"]["container_name"] == evil for f in findings)
+
+
+def test_the_scan_keeps_the_preflights_listing_for_a_host_whose_run_never_got_there(
+        tmp_path: Path) -> None:
+    hr = HostRun(Host(name="h", address="198.18.0.9"), "h", "t")
+    hr.runtimes = runtime_text(f"--- netns\n--- runtime docker\n{HEX}\tapi\n")
+    scan = Scan([], ScanOptions(out=tmp_path / "run", known_hosts=tmp_path / "known_hosts"))
+    (tmp_path / "run" / "h").mkdir(parents=True)
+    scan._write_host_json(hr)
+    kept = tmp_path / "run" / "h" / "containers.txt"
+    assert kept.read_text() == f"--- runtime docker\n{HEX}\tapi\n"
+    # The fetched copy, when there is one, wins.
+    kept.write_text("fetched")
+    scan._write_host_json(hr)
+    assert kept.read_text() == "fetched"
+
+
 def test_baseline_matches_a_namespace_across_restarts() -> None:
     a = {"kind": "local_dead_service", "interface": "lo", "local": "127.0.0.1:7211",
          "netns": {"inode": 4026532317, "pid": 6, "container": HEX, "name": None, "comm": "x"}}
@@ -410,6 +671,14 @@ def test_labels_and_reasons() -> None:
     assert label({"inode": 7, "name": "blue", "pid": None}) == "netns blue"
     assert label({"inode": 7, "container": HEX, "pod": UID, "pid": 5, "comm": "pause"}) == (
         f"pod {UID[:8]}, container {HEX[:12]}, pid 5 (pause)")
+    # The runtime's names first, the ids still beside them.
+    assert label({"inode": 7, "container": HEX, "container_name": "api-7f9c", "pid": 4121,
+                  "comm": "python3"}) == f"container api-7f9c ({HEX[:12]}), pid 4121 (python3)"
+    assert label({"inode": 7, "container": HEX, "pod": UID, "pod_name": "default/web-0",
+                  "container_name": "web", "pid": 5, "comm": "nginx"}, with_pid=False) == (
+        f"pod default/web-0, container web ({HEX[:12]})")
+    assert label({"inode": 7, "container": HEX, "pod": UID, "pod_name": "default/web-0",
+                  "container_name": None}) == f"pod default/web-0, container {HEX[:12]}"
     assert why_not("beyond_max", "all", 16) == "beyond --max-namespaces=16"
     assert why_not("host_only") == "--namespaces host"
     assert why_not("not_selected", "blue") == "not in --namespaces blue"

@@ -3,7 +3,8 @@ its own (its own `lo`, addresses, counters and sockets), each counted one by its
 kernel's reset reasons placed in the namespace whose packets they belong to.
 
 A namespace's folder is HOST/netns/INODE/, read by `load_host` like a host folder; HOST/netns.txt
-says which namespaces there were and why some were only counted (see capture.sh).
+says which namespaces there were and why some were only counted (see capture.sh), and
+HOST/containers.txt, when the host has container runtimes, what they call the containers and pods.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ..facts import KEY_COUNTERS, counter_deltas, parse_counters_file
-from ..netns import Netns, label, parse_cost, parse_netns, why_not
+from ..netns import (
+    RUNTIMES_MAX,
+    Netns,
+    RuntimeNames,
+    label,
+    parse_cost,
+    parse_netns,
+    parse_runtimes,
+    why_not,
+)
 from ..pcap import RstPacket
 from ..trace import Trace
 from .classify import JOIN_S, annotate, classify
@@ -44,6 +54,8 @@ class Namespace:
     pcaps: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     window: tuple[float, float] | None = None
+    container_name: str | None = None  # what its runtime calls its container (containers.txt)
+    pod_name: str | None = None  # and its pod: "namespace/name"
 
     @property
     def captured(self) -> bool:
@@ -55,7 +67,8 @@ class Namespace:
         c = info.container if info else None
         return {"inode": self.inode, "name": info.name if info else None,
                 "pid": info.pid if info else None, "container": c.id if c else None,
-                "pod": c.pod if c else None, "comm": info.comm if info else None}
+                "pod": c.pod if c else None, "container_name": self.container_name,
+                "pod_name": self.pod_name, "comm": info.comm if info else None}
 
 
 @dataclass
@@ -91,12 +104,15 @@ def load_namespaces(directory: Path, hf: HostFiles) -> Namespaces:
     host_caps = hf.meta.get("captures") or []
     cap = next((c.get("cap_bytes") for c in host_caps if isinstance(c, dict) and c.get("cap_bytes")), None)
     offset = (hf.meta.get("facts") or {}).get("clock_offset_s")
+    names = read_runtime_names(directory)
     for inode in sorted(set(by_inode) | set(folders)):
         info = by_inode.get(inode)
         if info is None and inode in folders:
             # Not listed when the capture started: its counters still say which process it was.
             info = Netns(inode, _counters_pid(folders[inode]), None, None, None, None, None)
-        ns = Namespace(inode, info, folders.get(inode))
+        container_name, pod_name = names.names(info.container if info else None)
+        ns = Namespace(inode, info, folders.get(inode), container_name=container_name,
+                       pod_name=pod_name)
         if ns.folder is not None and (ns.folder / "captures.txt").exists():
             ns.hf = load_host(ns.folder)
             # The host's own run settings apply inside its namespaces too.
@@ -107,6 +123,17 @@ def load_namespaces(directory: Path, hf: HostFiles) -> Namespaces:
         items.append(ns)
     return Namespaces(self_inode, items, str(opts.get("select") or "all"),
                       int(opts.get("max") or 16), text is not None)
+
+
+def read_runtime_names(directory: Path) -> RuntimeNames:
+    """What the container runtimes called the host's containers and pods (containers.txt, raw
+    as the host printed it; only so much of it is read)."""
+    try:
+        with (directory / "containers.txt").open(encoding="utf-8", errors="replace") as f:
+            text = f.read(RUNTIMES_MAX)
+    except OSError:
+        return RuntimeNames()
+    return parse_runtimes(text)
 
 
 def _counters_pid(folder: Path) -> int | None:

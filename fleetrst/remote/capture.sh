@@ -31,7 +31,9 @@
 # (default 16), those that sent the most resets since preflight first: ns=all (default),
 # ns=host (only count them), ns=none (no captures at all) or ns=INODE,INODE,... (only these).
 # Every file of a namespace is named nsINODE.FILE; netns.txt says which were captured and why
-# not, cost.txt what the run cost the host.
+# not, cost.txt what the run cost the host. When some namespace's cgroup names a container, the
+# preflight also asks the container runtimes' CLIs found on the host (docker, podman, crictl,
+# nerdctl) for their containers' names: sections "--- runtime NAME", raw, kept in containers.txt.
 
 set -u
 umask 077
@@ -52,6 +54,11 @@ NS_CAPTURE_LIMIT=64 # namespaces captured at most, whatever nsmax says
 NS_IFACE_LIMIT=8    # interfaces captured per namespace at most
 NS_TIMEOUT=5        # seconds any one command inside a namespace may take
 NS_BUDGET=5         # seconds all of them may take, per step (listing interfaces, each snapshot)
+RT_TIMEOUT=3        # seconds one container runtime's listing may take (then 1 more to die)
+RT_BUDGET=8         # seconds all of them may take: a hung daemon must not hold up the preflight
+RT_CAP=262144       # bytes kept of one listing
+# docker, podman and nerdctl read "\t" in a format as a tab.
+RT_FORMAT='{{.ID}}\t{{.Names}}'
 # Runs inside a namespace nsenter entered: go on only if it is the namespace meant (its inode),
 # so that a PID reused since discovery never sends a command into another namespace.
 # shellcheck disable=SC2016
@@ -175,13 +182,61 @@ preflight() {
     say "netns_self=$(stat -L -c %i "/proc/$$/ns/net" 2>/dev/null)"
     section "ip -o link" ip -o link show
     section "ip -o addr" ip -o addr show
-    # Every network namespace, with the counters sample that run ranks them by later on.
+    # Every network namespace, with the counters sample that run ranks them by later on, then
+    # what the container runtimes call the containers among them (kept for `fleetrst analyze`).
     if private_dir "$dir"; then
         netns_discover full >"$dir/netns-preflight.txt"
         section netns cat "$dir/netns-preflight.txt"
+        runtimes_list <"$dir/netns-preflight.txt" >"$dir/containers.txt"
+        if [ -s "$dir/containers.txt" ]; then
+            cat "$dir/containers.txt"
+        else
+            rm -f -- "$dir/containers.txt"
+        fi
     else
-        section netns netns_discover full
+        pf_netns=$(netns_discover full)
+        section netns printf '%s\n' "$pf_netns"
+        printf '%s\n' "$pf_netns" | runtimes_list
     fi
+}
+
+# The container runtimes' own listings of their containers and pods (ids and names), one
+# section "--- runtime NAME" each, raw, for the discovery lines on stdin: only when one of their
+# cgroups names a container at all, only the CLIs that are there. Cheap however it goes: each
+# listing time-boxed and cut short, all within RT_BUDGET seconds; a runtime that fails, is not
+# running or is not ours to ask prints nothing, and never fails the preflight.
+runtimes_list() {
+    awk -F '\t' '$5 ~ /docker|cri-containerd-|crio-|libpod-|nerdctl-|kubepods/ { found = 1 }
+        END { exit !found }' || return 0
+    RT_UNTIL=$(awk -v n="$(now)" -v b="$RT_BUDGET" 'BEGIN { printf "%.3f\n", n + b }')
+    RT_UID=$(id -u)
+    # Run as root through sudo, the login user's environment must not steer a runtime's CLI
+    # (DOCKER_HOST, a docker context over ssh, CONTAINER_RUNTIME_ENDPOINT, a config under a
+    # HOME of theirs): as root they run with a clean one, root's own configuration only.
+    RT_HOME=$(awk -F: '$3 == 0 { print $6; exit }' /etc/passwd 2>/dev/null)
+    [ -n "$RT_HOME" ] || RT_HOME=/
+    runtime_list docker docker ps --no-trunc --format "$RT_FORMAT"
+    runtime_list podman podman ps --no-trunc --format "$RT_FORMAT"
+    runtime_list "crictl ps" crictl ps -o json
+    runtime_list "crictl pods" crictl pods -o json
+    runtime_list nerdctl nerdctl ps --no-trunc --format "$RT_FORMAT"
+    return 0
+}
+
+# One runtime listing: section "--- runtime $1", then what the command after it printed (always
+# ending in a newline, so a listing cut short cannot run into the next section's header).
+runtime_list() {
+    rl_name=$1
+    shift
+    command -v "$1" >/dev/null 2>&1 || return 0
+    past "$RT_UNTIL" && return 0
+    if [ "$RT_UID" = 0 ]; then
+        set -- env -i PATH="$PATH" LC_ALL=C HOME="$RT_HOME" "$@"
+    fi
+    rl_out=$(timeout -k 1 "$RT_TIMEOUT" "$@" </dev/null 2>/dev/null | head -c "$RT_CAP")
+    [ -n "$rl_out" ] || return 0
+    say "--- runtime $rl_name"
+    printf '%s\n' "$rl_out"
 }
 
 snapshot_counters() {
