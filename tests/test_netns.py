@@ -466,6 +466,91 @@ def test_trace_events_go_to_the_namespace_whose_packets_they_match() -> None:
     assert [e.ts for e in placed[7].resets] == [10.051] and ambiguous == 3
 
 
+def _placed_by_brute_force(trace: Trace, packets: dict[Any, list[Any]]) -> tuple[dict[Any, list[float]],
+                                                                                dict[Any, list[str]], int, int]:
+    """What place_trace must give, by looking at every packet for every event."""
+    from fleetrst.analysis.namespaces import APART_S, JOIN_S
+
+    def pick(cands: list[tuple[float, Any]]) -> list[Any]:
+        best: dict[Any, float] = {}
+        for d, k in cands:
+            best[k] = min(best.get(k, d), d)
+        if not best:
+            return []
+        first = min(best.values())
+        apart = APART_S if trace.synced else float("inf")
+        return [k for k, d in best.items() if d - first <= apart]
+
+    everything = [(p, k) for k, pkts in packets.items() for p in pkts]
+    resets: dict[Any, list[float]] = {k: [] for k in packets}
+    connects: dict[Any, list[str]] = {k: [] for k in packets}
+    ambiguous = unplaced = 0
+    for e in trace.resets:
+        cands = [(abs(p.ts - e.ts), k) for p, k in everything
+                 if (p.src, p.sport, p.dst, p.dport) == (e.src, e.sport, e.dst, e.dport)]
+        if not cands and e.dport == 0:
+            cands = [(abs(p.ts - e.ts), k) for p, k in everything if (p.src, p.sport) == (e.src, e.sport)]
+        if trace.synced:
+            cands = [(d, k) for d, k in cands if d < JOIN_S]
+        keys = pick(cands)
+        if len(keys) == 1:
+            resets[keys[0]].append(e.ts)
+        elif keys:
+            ambiguous += 1
+        else:
+            unplaced += 1
+    for c in trace.connects:
+        cands = [(abs(p.ts - c.ts), k) for p, k in everything
+                 if (p.src, p.sport) == (c.dst, c.dport) and (not c.src or p.dst == c.src)
+                 and (not trace.synced or -0.05 <= p.ts - c.ts < 1.5)]
+        keys = pick(cands)
+        if len(keys) == 1:
+            connects[keys[0]].append(c.comm)
+    return resets, connects, ambiguous, unplaced
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_trace_placement_matches_looking_at_every_packet(synced: bool) -> None:
+    import random
+
+    seed = random.SystemRandom().randrange(1, 2**31)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    for _ in range(40):
+        # Few ports and times on a coarse grid: many flows in several namespaces, many ties.
+        ports = [rng.choice([7211, 9, 8080]) for _ in range(3)]
+        packets = {k: [_rst(round(rng.uniform(0, 3), 3 if rng.random() < 0.5 else 2),
+                            rng.choice(ports), rng.choice([40001, 40002, 40003]))
+                       for _ in range(rng.randrange(0, 30))]
+                   for k in (None, 7, 8)}
+        resets = [_ev(round(rng.uniform(-0.5, 3.5), 3), rng.choice(ports),
+                      rng.choice([40001, 40002, 40003, 0])) for _ in range(40)]
+        connects = [ConnectEvent(round(rng.uniform(-0.5, 3.5), 3), f"c{i}", i,
+                                 rng.choice(["127.0.0.1", ""]), "127.0.0.1", rng.choice(ports))
+                    for i in range(40)]
+        trace = Trace(resets, connects, 0, synced)
+        placed, ambiguous, unplaced = place_trace(trace, packets)
+        want_resets, want_connects, want_ambiguous, want_unplaced = _placed_by_brute_force(trace, packets)
+        assert {k: [e.ts for e in t.resets] for k, t in placed.items()} == want_resets, seed
+        assert {k: [c.comm for c in t.connects] for k, t in placed.items()} == want_connects, seed
+        assert (ambiguous, unplaced) == (want_ambiguous, want_unplaced), seed
+
+
+def test_a_flood_of_refusals_from_one_port_is_placed_without_scanning_it_per_event() -> None:
+    # 20,000 refusals from 127.0.0.1:9 and as many connect()s to it (10,000/s): every event
+    # looking at every packet would be 4e8 comparisons (minutes); this ends in about a second.
+    n = 20_000
+    packets = {None: [_rst(i / 10_000, 9, 30_000 + i % 30_000) for i in range(0, n, 2)],
+               7: [_rst(i / 10_000, 9, 30_000 + i % 30_000) for i in range(1, n, 2)]}
+    trace = Trace([_ev(i / 10_000 + 0.00002, 9, 30_000 + i % 30_000) for i in range(n)],
+                  [ConnectEvent(i / 10_000 - 0.00003, "cli", 1, "127.0.0.1", "127.0.0.1", 9)
+                   for i in range(n)], 0, True)
+    placed, ambiguous, unplaced = place_trace(trace, packets)
+    assert unplaced == 0
+    assert len(placed[None].resets) + len(placed[7].resets) + ambiguous == n
+    assert len(placed[None].connects) + len(placed[7].connects) <= n
+
+
 # --- a recorded run -----------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ HOST/containers.txt, when the host has container runtimes, what they call the co
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -155,6 +156,83 @@ def read_namespace_packets(nss: Namespaces, lo: float, hi: float) -> None:
         ns.raw, ns.pcaps, ns.problems = read_packets(ns.hf, *ns.window)
 
 
+class _Times:
+    """Packet times of one flow or endpoint, each with the key of the namespace it was seen in,
+    sorted; for each packet, where the nearest packet of another key is on either side."""
+
+    __slots__ = ("ts", "key", "_keys", "_next", "_prev")
+
+    def __init__(self) -> None:
+        self.ts: list[float] = []
+        self.key: list[Hashable] = []
+        self._keys: list[Hashable] | None = None
+        self._next: list[int] = []  # index of the next packet of another key (len: none)
+        self._prev: list[int] = []  # index of the previous packet of another key (-1: none)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def add(self, ts: float, key: Hashable) -> None:
+        self.ts.append(ts)
+        self.key.append(key)
+
+    def sort(self) -> None:
+        order = sorted(range(len(self.ts)), key=self.ts.__getitem__)
+        self.ts = [self.ts[i] for i in order]
+        key = self.key = [self.key[i] for i in order]
+        n = len(key)
+        self._next = [n] * n
+        for i in range(n - 2, -1, -1):
+            self._next[i] = i + 1 if key[i + 1] != key[i] else self._next[i + 1]
+        self._prev = [-1] * n
+        for i in range(1, n):
+            self._prev[i] = i - 1 if key[i - 1] != key[i] else self._prev[i - 1]
+
+    def keys(self) -> list[Hashable]:
+        """Every key, once each."""
+        if self._keys is None:
+            self._keys = list(dict.fromkeys(self.key))
+        return self._keys
+
+    def near(self, t: float, before: float, after: float, apart: float,
+             strict: bool = False) -> list[Hashable]:
+        """The key of the packet nearest to t, among those from `before` seconds before it to
+        `after` seconds after it (the latter bound open; both open when `strict`), and the key
+        of another namespace's packet nearly as near (within `apart` more), if there is one: one
+        key, two (a tie), or none. O(log n), however many packets there are."""
+        ts, key = self.ts, self.key
+
+        def fits(i: int) -> float | None:
+            """The distance of packet i from t, if it is within the bounds."""
+            if i < 0 or i >= len(ts):
+                return None
+            d = ts[i] - t
+            if d >= 0:
+                return d if d < after else None
+            return -d if (-d < before if strict else -d <= before) else None
+
+        right = bisect.bisect_left(ts, t)
+        dl, dr = fits(right - 1), fits(right)
+        if dl is None and dr is None:
+            return []
+        if dr is None or (dl is not None and dl <= dr):
+            first, k = dl, key[right - 1]
+        else:
+            first, k = dr, key[right]
+        assert first is not None
+        # The nearest packet of another key on each side of t.
+        others = []
+        if right < len(ts):
+            others.append(right if key[right] != k else self._next[right])
+        if right > 0:
+            others.append(right - 1 if key[right - 1] != k else self._prev[right - 1])
+        for i in others:
+            d = fits(i)
+            if d is not None and d - first <= apart:
+                return [k, key[i]]
+        return [k]
+
+
 def place_trace(trace: Trace, packets: dict[Hashable, list[RstPacket]],
                 window: tuple[float, float] | None = None
                 ) -> tuple[dict[Hashable, Trace], int, int]:
@@ -168,37 +246,34 @@ def place_trace(trace: Trace, packets: dict[Hashable, list[RstPacket]],
     Returns the trace of each key of `packets`, the number of reset events (within `window`,
     if given) that matched packets of several namespaces (ambiguous: given to none), and of
     those that matched none."""
-    flows: dict[tuple[str, int, str, int], list[tuple[float, Hashable]]] = defaultdict(list)
-    local: dict[tuple[str, int], list[tuple[float, Hashable, str]]] = defaultdict(list)
+    # Each list sorted by time, so that an event looks only at the packets nearest to it: a
+    # flood of refusals from one port must not make every event scan every packet.
+    flows: dict[tuple[str, int, str, int], _Times] = defaultdict(_Times)
+    local: dict[tuple[str, int], _Times] = defaultdict(_Times)
+    local_to: dict[tuple[str, int, str], _Times] = defaultdict(_Times)
     for key, pkts in packets.items():
         for p in pkts:
-            flows[(p.src, p.sport, p.dst, p.dport)].append((p.ts, key))
-            local[(p.src, p.sport)].append((p.ts, key, p.dst))
-
-    def nearest(candidates: list[tuple[float, Hashable]]) -> list[Hashable]:
-        """The keys of the nearest candidates (distance, key): one, or several when they tie."""
-        best: dict[Hashable, float] = {}
-        for d, k in candidates:
-            best[k] = min(best.get(k, d), d)
-        if not best:
-            return []
-        first = min(best.values())
-        # Without wall-clock sync, time cannot tell namespaces apart: any second one ties.
-        apart = APART_S if trace.synced else float("inf")
-        return [k for k, d in best.items() if d - first <= apart]
+            flows[(p.src, p.sport, p.dst, p.dport)].add(p.ts, key)
+            local[(p.src, p.sport)].add(p.ts, key)
+            local_to[(p.src, p.sport, p.dst)].add(p.ts, key)
+    for table in (flows, local, local_to):
+        for times in table.values():
+            times.sort()
+    synced = trace.synced
+    none = _Times()
 
     resets: dict[Hashable, list[Any]] = {k: [] for k in packets}
     connects: dict[Hashable, list[Any]] = {k: [] for k in packets}
     ambiguous = unplaced = 0
     for e in trace.resets:
-        cands = [(abs(ts - e.ts), k) for ts, k in flows.get((e.src, e.sport, e.dst, e.dport), [])]
-        if not cands and e.dport == 0:
+        times = flows.get((e.src, e.sport, e.dst, e.dport), none)
+        if not times and e.dport == 0:
             # Accept-queue overflow is traced on the listener, with a peer of 0.0.0.0:0.
-            cands = [(abs(ts - e.ts), k) for ts, k, _ in local.get((e.src, e.sport), [])]
-        if trace.synced:
-            cands = [(d, k) for d, k in cands if d < JOIN_S]
-        keys = nearest(cands)
-        counted = window is None or not trace.synced or window[0] <= e.ts <= window[1]
+            times = local.get((e.src, e.sport), none)
+        # Without wall-clock sync, time cannot tell namespaces apart: any second one ties.
+        keys = (times.near(e.ts, JOIN_S, JOIN_S, APART_S, strict=True) if synced
+                else times.keys())
+        counted = window is None or not synced or window[0] <= e.ts <= window[1]
         if len(keys) == 1:
             resets[keys[0]].append(e)
         elif keys:
@@ -207,9 +282,9 @@ def place_trace(trace: Trace, packets: dict[Hashable, list[RstPacket]],
             unplaced += counted
     for c in trace.connects:
         # connect() to dst:dport, answered by a reset from there shortly after.
-        cands = [(abs(ts - c.ts), k) for ts, k, peer in local.get((c.dst, c.dport), [])
-                 if (not c.src or peer == c.src) and (not trace.synced or -0.05 <= ts - c.ts < 1.5)]
-        keys = nearest(cands)
+        times = (local_to.get((c.dst, c.dport, c.src), none) if c.src
+                 else local.get((c.dst, c.dport), none))
+        keys = times.near(c.ts, 0.05, 1.5, APART_S) if synced else times.keys()
         if len(keys) == 1:
             connects[keys[0]].append(c)
     placed = {k: Trace(resets[k], connects[k], trace.lost, trace.synced) for k in packets}
