@@ -148,6 +148,8 @@ def scan_with_load(lab: Any, window: float, rate: float, cap_mb: int | None,
     took = str(max((float(t) for _, t in done), default=0.0))
     summary = json.loads((out / "summary.json").read_text())
     (h,) = summary["hosts"]
+    if h["status"] == "failed":
+        raise SystemExit(f"bench_host: the scan of {h['name']} failed: {h.get('error')}")
     hdir = out / host.name
     meta = json.loads((hdir / "host.json").read_text())
     pcaps = {n: f["size"] for n, f in meta["files"].items() if n.startswith("rst-")}
