@@ -261,13 +261,18 @@ def _interfaces(value: str) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}"
+_NAMESPACE_ITEM = re.compile(rf"{_NAME_PART}(/{_NAME_PART})?")
+
+
 def _namespaces_spec_ok(spec: str) -> bool:
-    """all, host, or a list of inodes, names (as under /run/netns) and container or pod ids."""
+    """all, host, or a list of inodes, names (as under /run/netns), container or pod ids, and
+    container or pod names (a pod's as namespace/name or name)."""
     spec = spec.strip()
     if spec in ("all", "host"):
         return True
     items = [x.strip() for x in spec.split(",")]
-    return bool(items) and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", x) for x in items)
+    return bool(items) and all(_NAMESPACE_ITEM.fullmatch(x) for x in items)
 
 
 def _baseline_options(p: argparse.ArgumentParser) -> None:
@@ -318,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network namespaces (containers, pods) to capture inside: all (default: up to "
                         "--max-namespaces, those sending the most resets first), host (only count "
                         "them), or a comma-separated list of inodes, /run/netns names, container or pod "
-                        "ids (prefixes); every namespace's counters are read in any case")
+                        "ids (prefixes) or names (a pod as NAMESPACE/NAME or NAME); every "
+                        "namespace's counters are read in any case")
     s.add_argument("--max-namespaces", type=int, default=DEFAULT_MAX_NAMESPACES, metavar="N",
                    help=f"capture inside at most N namespaces per host (default "
                         f"{DEFAULT_MAX_NAMESPACES}, at most {NAMESPACE_CAPTURE_LIMIT})")
@@ -466,7 +472,7 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> ExitStatus:
         raise InventoryError(f"--max-namespaces must be between 0 and {NAMESPACE_CAPTURE_LIMIT}")
     if not _namespaces_spec_ok(args.namespaces):
         raise InventoryError("--namespaces takes all, host, or a comma-separated list of inodes, "
-                             "namespace names, container or pod ids")
+                             "namespace names, container or pod ids or names")
     baseline = _load_baseline(args)
     opts = ScanOptions(
         duration=args.duration, out=args.out, forks=max(1, args.forks),

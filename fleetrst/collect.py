@@ -21,7 +21,7 @@ from .errors import HostError
 from .facts import parse_ip_link
 from .model import Host
 from .netns import DEFAULT_MAX as DEFAULT_MAX_NAMESPACES
-from .netns import preflight_netns, runtime_text
+from .netns import parse_runtimes, preflight_netns, runtime_text
 from .netns import select as select_namespaces
 from .transport import JumpPool, LocalTransport, SSHTransport, Stream, Transport, connect, quote
 
@@ -367,7 +367,8 @@ class Scan:
         netns_self, namespaces = preflight_netns(r.stdout)
         hr.runtimes = runtime_text(r.stdout)
         hr.facts["network_namespaces"] = sum(1 for ns in namespaces if ns.inode != netns_self)
-        hr.ns_arg, ns_notes = select_namespaces(opts.namespaces, namespaces, netns_self)
+        hr.ns_arg, ns_notes = select_namespaces(opts.namespaces, namespaces, netns_self,
+                                                parse_runtimes(hr.runtimes))
         hr.notes += ns_notes
         free = hr.facts["free_kb"]
         if isinstance(free, int) and free < 512:

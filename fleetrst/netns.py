@@ -380,10 +380,12 @@ def preflight_netns(stdout: str) -> tuple[int | None, list[Netns]]:
     return self_inode, parse_netns("\n".join(lines))
 
 
-def select(spec: str, namespaces: Iterable[Netns], self_inode: int | None) -> tuple[str, list[str]]:
+def select(spec: str, namespaces: Iterable[Netns], self_inode: int | None,
+           runtimes: RuntimeNames | None = None) -> tuple[str, list[str]]:
     """`--namespaces` (all, host, or a comma-separated list of inodes, names under /run/netns,
-    container ids or prefixes, pod uids or prefixes) as the host script's ns= argument, and
-    notes about list items that match no namespace."""
+    container ids or prefixes, pod uids or prefixes, and the names the container runtimes give
+    containers and pods: `api`, `default/web-0` or `web-0`) as the host script's ns= argument,
+    and notes about list items that match no namespace."""
     spec = spec.strip()
     if spec in ("all", "host", "none"):
         return spec, []
@@ -393,7 +395,7 @@ def select(spec: str, namespaces: Iterable[Netns], self_inode: int | None) -> tu
     for item in (x.strip() for x in spec.split(",")):
         if not item:
             continue
-        found = [ns for ns in listed if _matches(ns, item)]
+        found = [ns for ns in listed if _matches(ns, item, runtimes or _NO_NAMES)]
         if not found:
             notes.append(f"--namespaces: {item} matches no network namespace on this host")
         wanted += [ns.inode for ns in found if ns.inode not in wanted]
@@ -401,10 +403,16 @@ def select(spec: str, namespaces: Iterable[Netns], self_inode: int | None) -> tu
     return ",".join(map(str, wanted)) or "0", notes
 
 
-def _matches(ns: Netns, item: str) -> bool:
+_NO_NAMES = RuntimeNames()
+
+
+def _matches(ns: Netns, item: str, runtimes: RuntimeNames) -> bool:
     if item.isdigit() and int(item) == ns.inode:
         return True
     if ns.name is not None and item == ns.name:
+        return True
+    container_name, pod_name = runtimes.names(ns.container)
+    if item in (container_name, pod_name) or (pod_name and item == pod_name.partition("/")[2]):
         return True
     low = item.lower()
     c = ns.container

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from fleetrst.analysis.severity import FAULT_KINDS
+from fleetrst.cli import _namespaces_spec_ok
 from fleetrst.collect import _iface_tag, host_dir_names, host_token, iso, local_name, parse_kv
 from fleetrst.facts import parse_ip_link
 from fleetrst.inventory import ansible_env
@@ -307,6 +308,24 @@ def test_bad_settings_stop_the_play_before_any_host_is_touched(tmp_path: Path) -
     assert "fleetrst_remote_tmp must be /tmp or /var/tmp" in r.stdout
     assert "Log in as the inventory user" not in r.stdout
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("default/web-0,api-7f9c", True), ("4026532001,blue", True),
+    ("a/b/c", False), ("x;id", False), ("/x", False),
+])
+def test_the_play_checks_the_namespaces_setting_as_the_cli_does(
+        tmp_path: Path, value: str, ok: bool) -> None:
+    assert _namespaces_spec_ok(value) is ok
+    out = tmp_path / "run"
+    # A host on loopback whose port refuses at once: a setting that passes goes on to log in.
+    r = subprocess.run(
+        [ansible_tool("ansible-playbook"), "-i", "127.0.0.1,", str(PLAYBOOK),
+         "-e", f"fleetrst_out={out}", "-e", f"fleetrst_namespaces={value}", "-e", "ansible_port=1"],
+        capture_output=True, text=True, env=ansible_env(), cwd=tmp_path, timeout=120, check=False)
+    assert r.returncode != 0
+    assert ("fleetrst_namespaces is all, host or a comma-separated" in r.stdout) is not ok, r.stdout
+    assert ("Log in as the inventory user" in r.stdout) is ok, r.stdout
 
 
 # --- end to end against the lab --------------------------------------------------------------------

@@ -31,6 +31,8 @@ from fleetrst.netns import (
     parse_runtimes,
     preflight_netns,
     runtime_sections,
+    runtime_text,
+    select,
 )
 from fleetrst.pcap import read_resets
 
@@ -282,6 +284,39 @@ printf '%s\\t%s\\n' {cid} {name}""")
     assert rows.pop(inner.inode)["container_name"] == name
     (other,) = rows.values()  # the namespace of `sleep`, in no container
     assert other["container_name"] is None and other["container"] is None
+
+
+def test_namespaces_option_chooses_a_container_by_the_name_its_runtime_gives_it(
+        tmp_path: Path) -> None:
+    rng = _seeded()
+    cids = [f"{rng.getrandbits(256):064x}" for _ in range(2)]
+    words = rng.sample(["api", "web", "cache", "worker"], 2)
+    names = [f"{w}-{rng.getrandbits(16):04x}" for w in words]
+    ports = rng.sample(range(7000, 8000), 2)
+    _stand_in(tmp_path / "bin", "docker", "[ \"$1\" = ps ] || exit 1\n" + "".join(
+        f"printf '%s\\t%s\\n' {c} {n}\n" for c, n in zip(cids, names)))
+    nested = [Nested(client(f"cli{i}", ports[i], 100, 0.1), cgroup=f"docker/{cids[i]}")
+              for i in range(2)]
+    chosen: dict[str, object] = {}
+
+    def by_name(preflight: str) -> str:
+        # As the orchestrator chooses (collect.py): the preflight's namespaces and runtime names.
+        self_inode, listed = preflight_netns(preflight)
+        chosen["arg"], chosen["notes"] = select(f"{names[1]},nosuch", listed, self_inode,
+                                                parse_runtimes(runtime_text(preflight)))
+        chosen["inodes"] = {ns.container.id: ns.inode for ns in listed if ns.container}
+        return f"2 2048 10 0 ns={chosen['arg']} nsmax=16 -- lo lo"
+
+    with _nested_host(nested, tmp_path / "bin") as host:
+        r = host.run(by_name)
+    assert r.dir_gone, r.lines
+    inodes = chosen["inodes"]
+    assert isinstance(inodes, dict) and chosen["arg"] == str(inodes[cids[1]])
+    assert chosen["notes"] == ["--namespaces: nosuch matches no network namespace on this host"]
+    states = {ns.inode: ns.state for ns in parse_netns(r.files["netns.txt"].decode())}
+    assert states[inodes[cids[1]]] == "captured" and states[inodes[cids[0]]] == "not_selected"
+    assert f"ns{inodes[cids[1]]}.rst-lo.pcap" in r.files
+    assert f"ns{inodes[cids[0]]}.rst-lo.pcap" not in r.files
 
 
 def test_runtimes_are_asked_only_about_containers_and_never_hold_up_the_preflight(

@@ -349,6 +349,30 @@ def test_namespaces_option_becomes_the_host_scripts_argument(spec: str, arg: str
     assert len(said) == notes
 
 
+# What `docker ps` and crictl call LISTED's containers: 4026532002 is the Docker container api-7f9c,
+# 4026532003 the pod default/web-0 (crictl's listing names the pod; its container is "web").
+NAMED = parse_runtimes(f"--- runtime docker\n{DOCKER_PS}--- runtime crictl pods\n{CRICTL_PODS}")
+
+
+@pytest.mark.parametrize(("spec", "arg", "notes"), [
+    ("api-7f9c", "4026532002", 0),
+    ("default/web-0", "4026532003", 0),
+    ("web-0", "4026532003", 0),  # a pod by its name alone
+    ("api-7f9c,web-0,blue", "4026532002,4026532003,4026532001", 0),
+    ("db", "0", 1),  # a container the runtime lists whose namespace is not on the list
+    ("other/web-0", "0", 1),
+    ("API-7F9C", "0", 1),  # names are matched exactly
+])
+def test_namespaces_are_chosen_by_the_runtimes_names(spec: str, arg: str, notes: int) -> None:
+    got, said = select(spec, LISTED, 4026531840, NAMED)
+    assert (got, len(said)) == (arg, notes)
+    # Without the runtimes' listings a name chooses nothing, and says so.
+    if "blue" not in spec:
+        unmatched = [f"--namespaces: {x} matches no network namespace on this host"
+                     for x in spec.split(",")]
+        assert select(spec, LISTED, 4026531840) == ("0", unmatched)
+
+
 def test_the_ansible_filters_choose_as_fleetrst_does() -> None:
     spec = importlib.util.spec_from_file_location("fleetrst_filters",
                                                   ROLE / "filter_plugins" / "fleetrst_filters.py")
@@ -358,10 +382,15 @@ def test_the_ansible_filters_choose_as_fleetrst_does() -> None:
     lines = "\n".join(f"{ns.inode}\t{ns.pid}\t{ns.name or '-'}\t0\t{ns.cgroup or '-'}\tx\t-"
                       for ns in LISTED)
     stdout = ("fleetrst_remote=1\nuid=0\ntool.tcpdump=/t\nnetns_self=4026531840\n--- ip -o link\n"
-              f"1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536\n--- netns\n{lines}\n")
-    for spec_text in ("all", "host", "blue", HEX[:12], UID[:8], "blue,nosuch", "nosuch"):
+              f"1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536\n--- netns\n{lines}\n"
+              f"--- runtime docker\n{DOCKER_PS}--- runtime crictl ps\n{CRICTL_PS}"
+              f"--- runtime crictl pods\n{CRICTL_PODS}")
+    names = parse_runtimes(runtime_text(stdout))
+    for spec_text in ("all", "host", "blue", HEX[:12], UID[:8], "blue,nosuch", "nosuch", "api-7f9c",
+                      "default/web-0", "web-0,blue", "db", "web", "other/web-0"):
         got = filters.fleetrst_preflight(stdout, "all", None, spec_text)
-        assert got["ns"] == select(spec_text, LISTED, 4026531840)[0], spec_text
+        assert got["ns"] == select(spec_text, LISTED, 4026531840, names)[0], spec_text
+        assert got["notes"] == select(spec_text, LISTED, 4026531840, names)[1], spec_text
         assert got["facts"]["network_namespaces"] == 3
     partial = filters.fleetrst_preflight(stdout.replace("uid=0", "uid=1000"), "all", None, "all")
     assert partial["ns"] == "none"
@@ -369,7 +398,9 @@ def test_the_ansible_filters_choose_as_fleetrst_does() -> None:
 
 @pytest.mark.parametrize(("spec", "ok"), [
     ("all", True), ("host", True), ("4026532001,blue", True), (HEX, True), ("a.b-c_d", True),
+    ("default/web-0,api", True), ("k" * 253, True),
     ("", False), ("a,,b", False), ("-x", False), ("a b", False), ("x;id", False), ("$(id)", False),
+    ("/x", False), ("a/", False), ("a/b/c", False), ("../x", False), ("k" * 254, False),
 ])
 def test_the_cli_checks_the_namespaces_option(spec: str, ok: bool) -> None:
     assert _namespaces_spec_ok(spec) is ok

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -25,6 +26,9 @@ _CONTAINER = re.compile(r"(?:^|/)(?:docker-|docker/|cri-containerd-|crio-|libpod
 _UID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
 _POD = re.compile(rf"(?:^|[/-])pod({_UID})(?:\.slice)?(?:/|$)")
 _POD_CHILD = re.compile(rf"(?:^|[/-])pod{_UID}/([0-9a-f]{{64}})(?:/|$)")
+_UID_FULL = r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+_K8S_DOCKER = re.compile(rf"k8s_([^_]+)_([^_]+)_([^_]+)_({_UID_FULL})_[0-9]+")
+_ID64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _one_line(text: Any) -> str:
@@ -106,19 +110,99 @@ def _netns(stdout: str) -> tuple[int | None, list[dict[str, Any]]]:
     return self_inode, found
 
 
-def _ns_arg(spec: Any, self_inode: int | None, found: list[dict[str, Any]]) -> tuple[str, list[str]]:
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _runtime_names(stdout: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """What the preflight's `--- runtime NAME` sections call containers and pods (as
+    fleetrst/netns.py parse_runtimes reads complete listings): container id → name, pod uid →
+    namespace/name, container or sandbox id → pod uid."""
+    names: dict[str, str] = {}
+    pods: dict[str, str] = {}
+    pod_of: dict[str, str] = {}
+    sections: list[tuple[str, list[str]]] = []
+    for line in stdout.split("\n"):
+        if line.startswith("--- "):
+            sections.append((line[4:].strip(), []))
+        elif sections:
+            sections[-1][1].append(line)
+    for header, lines in sections:
+        runtime = header[8:].strip() if header.startswith("runtime ") else ""
+        if runtime in ("docker", "podman", "nerdctl"):
+            for row in lines:
+                parts = re.split(r"\t|\\t|\s+", row.strip(), maxsplit=1)
+                cid = parts[0].lower()
+                if not _ID64.fullmatch(cid) or len(parts) < 2:
+                    continue
+                every = [n.strip() for n in parts[1].strip().strip("[]").split(",") if n.strip()]
+                own = [n for n in every if "/" not in n.strip("/")] or every or [""]
+                name = own[0].lstrip("/")
+                k8s = _K8S_DOCKER.fullmatch(name)
+                if k8s:
+                    name = k8s[1]
+                    pods.setdefault(k8s[4], f"{k8s[3]}/{k8s[2]}")
+                    pod_of[cid] = k8s[4]
+                if name:
+                    names.setdefault(cid, name)
+        elif runtime in ("crictl ps", "crictl pods"):
+            try:
+                data = _obj(json.loads("\n".join(lines)))
+            except ValueError:
+                data = {}
+            items = data.get("containers" if runtime == "crictl ps" else "items")
+            for item in map(_obj, items if isinstance(items, list) else []):
+                meta, labels = _obj(item.get("metadata")), _obj(item.get("labels"))
+                cid = _text(item.get("id")).lower()
+                if runtime == "crictl ps":
+                    uid = _text(labels.get("io.kubernetes.pod.uid")).lower()
+                    pod = (_text(labels.get("io.kubernetes.pod.namespace")),
+                           _text(labels.get("io.kubernetes.pod.name")))
+                    sandbox = _text(item.get("podSandboxId")).lower()
+                    if _ID64.fullmatch(cid) and _text(meta.get("name")):
+                        names.setdefault(cid, _text(meta.get("name")))
+                else:
+                    uid = _text(meta.get("uid")).lower()
+                    pod = (_text(meta.get("namespace")), _text(meta.get("name")))
+                    sandbox = cid
+                if not uid:
+                    continue
+                for key in {cid, sandbox}:
+                    if _ID64.fullmatch(key):
+                        pod_of.setdefault(key, uid)
+                if all(pod):
+                    # The pods' own listing is the better word on a pod's name.
+                    if runtime == "crictl pods":
+                        pods[uid] = "/".join(pod)
+                    else:
+                        pods.setdefault(uid, "/".join(pod))
+    return names, pods, pod_of
+
+
+def _ns_arg(spec: Any, self_inode: int | None, found: list[dict[str, Any]],
+            runtimes: tuple[dict[str, str], dict[str, str], dict[str, str]] = ({}, {}, {}),
+            ) -> tuple[str, list[str]]:
     """--namespaces as capture.sh's ns= argument (netns.select), and notes."""
     spec = str(spec if spec is not None else "all").strip()
     if spec in ("all", "host", "none"):
         return spec, []
     wanted: list[int] = []
     notes: list[str] = []
+    names, pods, pod_of = runtimes
+    for ns in found:
+        cid = ns["container"] or ""
+        pod = pods.get(ns["pod"] or pod_of.get(cid, ""), "")
+        ns["names"] = {n for n in (names.get(cid), pod, pod.partition("/")[2]) if n}
     for item in (x.strip() for x in spec.split(",")):
         if not item:
             continue
         low = item.lower()
         hits = [ns["inode"] for ns in found if ns["inode"] != self_inode and (
-            (item.isdigit() and int(item) == ns["inode"]) or item == ns["name"]
+            (item.isdigit() and int(item) == ns["inode"]) or item in (ns["name"], *ns["names"])
             or (len(low) >= 4 and re.fullmatch(r"[0-9a-f-]+", low) is not None
                 and any(v and v.startswith(low) for v in (ns["container"], ns["pod"]))))]
         if not hits:
@@ -190,7 +274,7 @@ def fleetrst_preflight(stdout: str, interfaces: Any = "all", refused: Any = None
         notes += [f"interface {n} does not exist on this host" for n in wanted if n not in known]
     netns_self, found = _netns(stdout)
     facts["network_namespaces"] = sum(1 for ns in found if ns["inode"] != netns_self)
-    ns, ns_notes = _ns_arg(namespaces, netns_self, found)
+    ns, ns_notes = _ns_arg(namespaces, netns_self, found, _runtime_names(stdout))
     notes += ns_notes
     return {
         "ran": kv.get("fleetrst_remote") == "1",
