@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 
 from .errors import HostError
 from .model import Host
@@ -89,6 +89,10 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         fingerprint = key.fingerprint
+        with contextlib.suppress(OSError):
+            if self.known_hosts.exists() and key.get_base64() in KnownHosts.of(self.known_hosts).revoked:
+                raise HostError(f"host key for {hostname} ({fingerprint}) is marked @revoked in "
+                                f"{self.known_hosts} (refusing to connect)")
         if not self.accept_new:
             raise HostError(
                 f"unknown host key for {hostname} ({fingerprint}): not in {self.known_hosts}; "
@@ -99,6 +103,97 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
             self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
             with open(self.known_hosts, "a", encoding="utf-8") as f:
                 f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            KnownHosts.recorded(self.known_hosts, hostname, key)
+
+
+class KnownHosts:
+    """A known_hosts file read once for a whole scan, asked for one host's keys at a time.
+
+    paramiko's HostKeys.load compares every line with every other (to merge duplicates), and each
+    connection would load the whole file again: N hosts, N lines, N³ name comparisons and N² key
+    parses for one scan. Here each line is parsed once; a host's keys are those of the lines that
+    name it (plainly or hashed, as paramiko matches them), in file order, the first key of each
+    type winning as in paramiko's lookup.
+    """
+
+    _lock = threading.Lock()
+    _cache: dict[str, tuple[tuple[int, int], KnownHosts]] = {}
+
+    def __init__(self, path: Path) -> None:
+        self.entries: list[tuple[str, paramiko.PKey]] = []  # (key type, key), file order
+        self.plain: dict[str, list[int]] = {}  # name -> indexes of the entries naming it
+        self.hashed: list[tuple[str, int]] = []  # ("|1|salt|hmac", entry index)
+        self.revoked: set[str] = set()  # base64 of @revoked keys
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for lineno, raw in enumerate(f, 1):
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                marker = ""
+                if line.startswith("@"):
+                    # @revoked keys are refused for every host; @cert-authority lines (host
+                    # certificates) are not used: paramiko's loader stops at either.
+                    marker, _, line = line.partition(" ")
+                    if marker != "@revoked":
+                        continue
+                try:
+                    entry = paramiko.hostkeys.HostKeyEntry.from_line(line.strip(), lineno)
+                except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, ValueError):
+                    continue
+                if entry is None:
+                    continue
+                if marker:
+                    self.revoked.add(entry.key.get_base64())
+                else:
+                    self._add(entry.hostnames, entry.key)
+
+    def _add(self, names: list[str], key: paramiko.PKey) -> None:
+        index = len(self.entries)
+        self.entries.append((key.get_name(), key))
+        for name in names:
+            if name.startswith("|1|"):
+                self.hashed.append((name, index))
+            else:
+                self.plain.setdefault(name, []).append(index)
+
+    def keys_for(self, name: str) -> list[tuple[str, paramiko.PKey]]:
+        """This name's keys, one per key type."""
+        found = list(self.plain.get(name, ()))
+        found += [i for h, i in self.hashed if paramiko.HostKeys.hash_host(name, h) == h]
+        keys: dict[str, paramiko.PKey] = {}
+        for i in sorted(found):
+            keytype, key = self.entries[i]
+            if key.get_base64() not in self.revoked:
+                keys.setdefault(keytype, key)
+        return list(keys.items())
+
+    @staticmethod
+    def _signature(path: Path) -> tuple[int, int]:
+        st = path.stat()
+        return st.st_mtime_ns, st.st_size
+
+    @classmethod
+    def of(cls, path: Path) -> KnownHosts:
+        """The parsed file, read again only when it changed on disk."""
+        key = str(path)
+        with cls._lock:
+            signature = cls._signature(path)
+            cached = cls._cache.get(key)
+            if cached is None or cached[0] != signature:
+                cached = (signature, cls(path))
+                cls._cache[key] = cached
+            return cached[1]
+
+    @classmethod
+    def recorded(cls, path: Path, name: str, key: paramiko.PKey) -> None:
+        """A line this process just appended: added to the parsed file, not read again."""
+        with cls._lock:
+            cached = cls._cache.get(str(path))
+            if cached is None:
+                return
+            with contextlib.suppress(OSError):
+                cached[1]._add([name], key)
+                cls._cache[str(path)] = (cls._signature(path), cached[1])
 
 
 def known_hosts_name(address: str, port: int) -> str:
@@ -267,17 +362,34 @@ def _checked_connection(
         connect_kwargs["password"] = password
     conn = _Connection(
         host, user=user, port=port, connect_timeout=connect_timeout, connect_kwargs=connect_kwargs,
-        gateway=gateway,
+        gateway=gateway, config=_shared_config(),
     )
     client = conn.client
     # fabric installs AutoAddPolicy; a production tool must never trust a key silently.
     client.set_missing_host_key_policy(HostKeyPolicy(known_hosts, accept_new))
     if known_hosts.exists():
         try:
-            client.get_host_keys().load(str(known_hosts))
-        except (OSError, paramiko.SSHException) as e:
+            known = KnownHosts.of(known_hosts)
+        except OSError as e:
             raise HostError(f"cannot read known_hosts {known_hosts}: {e}") from e
+        keys = client.get_host_keys()
+        name = known_hosts_name(conn.host, int(conn.port))
+        for keytype, key in known.keys_for(name):
+            keys.add(name, keytype, key)
     return conn
+
+
+_CONFIG_LOCK = threading.Lock()
+_CONFIG: list[Config] = []
+
+
+def _shared_config() -> Config:
+    """One fabric Config for every connection of the run: building one reads the SSH and fabric
+    config files again, which costs more than the rest of a Connection."""
+    with _CONFIG_LOCK:
+        if not _CONFIG:
+            _CONFIG.append(Config())
+        return _CONFIG[0]
 
 
 _JUMP_OPT = re.compile(r"(?:-o\s*ProxyJump[= ]\s*|-J\s*)([^\s'\"]+)", re.IGNORECASE)
@@ -418,16 +530,14 @@ class SSHTransport:
     ) -> None:
         self.host = host
         # ~/.ssh/config applies (User, Port, IdentityFile, ProxyJump); the inventory wins where it says.
-        probe = Connection(host.address, gateway=False)
-        ssh_config = dict(probe.ssh_config)
         port_set = any(k in host.vars for k in ("ansible_port", "ansible_ssh_port"))
         port = host.port if port_set or host.port != 22 else None
-        self.jump = jump_spec(host, ssh_config)
-        self.jumps = jumps
         self.conn = _checked_connection(
             host.address, host.user, port, host.key_file, host.password, known_hosts,
             accept_new_host_keys, False, connect_timeout,
         )
+        self.jump = jump_spec(host, dict(self.conn.ssh_config))
+        self.jumps = jumps
         via = f" via {self.jump}" if self.jump else ""
         self.description = f"{self.conn.user}@{host.address}:{self.conn.port}{via}"
         self.known_hosts = known_hosts

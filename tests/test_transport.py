@@ -101,3 +101,89 @@ def test_fetch_of_a_longer_file_spills_and_is_caught(tmp_path):
 def test_fetch_of_a_missing_file_names_it(tmp_path):
     with pytest.raises(HostError, match="cannot copy gone.txt"):
         _local().fetch(str(tmp_path), [("gone.txt", 3, tmp_path / "copy")], timeout=5)
+
+
+# --- known_hosts, read once per scan ---------------------------------------------------------
+
+
+def _known_hosts_lines() -> tuple[list[str], dict[str, paramiko.PKey]]:
+    keys = {n: paramiko.ECDSAKey.generate() for n in ("a", "b", "c", "d")}
+
+    def line(names: str, k: str) -> str:
+        return f"{names} {keys[k].get_name()} {keys[k].get_base64()}"
+
+    hashed = paramiko.HostKeys.hash_host("198.18.0.30")
+    lines = [
+        "# a comment", "",
+        line("198.18.0.20", "a"),
+        line("web02,198.18.0.21", "b"),          # several names on one line
+        line("[198.18.0.22]:2222", "c"),        # a port other than 22
+        line(hashed, "d"),                      # hashed (HashKnownHosts yes)
+        line("198.18.0.20", "b"),               # the same type again: the first one wins
+        "198.18.0.23 ssh-ed25519 not!base64",   # broken lines are skipped
+        "@cert-authority *.example.com " + keys["a"].get_name() + " " + keys["a"].get_base64(),
+        line("web03", "c"),
+        "@revoked * " + keys["c"].get_name() + " " + keys["c"].get_base64(),
+        "too few",
+    ]
+    return lines, keys
+
+
+def test_known_hosts_gives_each_name_the_keys_paramiko_would(tmp_path: Path) -> None:
+    from fleetrst.transport import KnownHosts
+
+    lines, keys = _known_hosts_lines()
+    path = tmp_path / "known_hosts"
+    path.write_text("\n".join(lines) + "\n")
+    ours = KnownHosts(path)
+    # paramiko's own loader raises on the line that is not base64 (one bad line would stop the
+    # scan); ours skips it. Compared on the rest.
+    readable = tmp_path / "readable"
+    readable.write_text("\n".join(ln for ln in lines if "not!base64" not in ln and ln[:1] != "@") + "\n")
+    with pytest.raises(paramiko.hostkeys.InvalidHostKey):
+        paramiko.HostKeys(str(path))
+    theirs = paramiko.HostKeys(str(readable))
+    names = ["198.18.0.20", "web02", "198.18.0.21", "[198.18.0.22]:2222", "198.18.0.22",
+             "198.18.0.30", "198.18.0.23", "198.18.0.99", "*.example.com"]
+    for name in names:
+        if name == "[198.18.0.22]:2222":
+            continue  # its key is @revoked: below
+        sub = theirs.lookup(name)
+        want = {kt: sub[kt].get_base64() for kt in sub.keys()} if sub else {}
+        assert {kt: k.get_base64() for kt, k in ours.keys_for(name)} == want, name
+    assert [k.get_base64() for _, k in ours.keys_for("198.18.0.20")] == [keys["a"].get_base64()]
+    assert [k.get_base64() for _, k in ours.keys_for("198.18.0.30")] == [keys["d"].get_base64()]
+    assert ours.keys_for("198.18.0.99") == []
+    # A revoked key is nobody's, and the policy refuses it even with --accept-new-host-keys.
+    assert ours.keys_for("web03") == ours.keys_for("[198.18.0.22]:2222") == []
+    from fleetrst.transport import HostKeyPolicy
+
+    client = paramiko.SSHClient()
+    before = path.read_text()
+    with pytest.raises(HostError, match="@revoked"):
+        HostKeyPolicy(path, accept_new=True).missing_host_key(client, "web03", keys["c"])
+    assert path.read_text() == before  # not recorded
+    assert client.get_host_keys().lookup("web03") is None
+
+
+def test_known_hosts_is_parsed_once_and_again_only_when_the_file_changes(tmp_path: Path) -> None:
+    from fleetrst.transport import KnownHosts
+
+    lines, keys = _known_hosts_lines()
+    path = tmp_path / "known_hosts"
+    path.write_text("\n".join(lines) + "\n")
+    first = KnownHosts.of(path)
+    assert KnownHosts.of(path) is first
+    # A key this process accepted (--accept-new-host-keys) is appended and known at once.
+    new = paramiko.ECDSAKey.generate()
+    with open(path, "a") as f:
+        f.write(f"198.18.0.40 {new.get_name()} {new.get_base64()}\n")
+    KnownHosts.recorded(path, "198.18.0.40", new)
+    assert KnownHosts.of(path) is first
+    assert [k.get_base64() for _, k in first.keys_for("198.18.0.40")] == [new.get_base64()]
+    # Someone else edits the file: read again.
+    path.write_text(f"198.18.0.20 {new.get_name()} {new.get_base64()}\n")
+    again = KnownHosts.of(path)
+    assert again is not first
+    assert [k.get_base64() for _, k in again.keys_for("198.18.0.20")] == [new.get_base64()]
+    assert again.keys_for("web02") == []
