@@ -226,8 +226,14 @@ def rows_for(link: str, n: int, scapy_n: int, tools: list[str], d: Path,
         yield r
 
 
+def per_s(n: int, seconds: float) -> float:
+    """n per second, with time measured no finer than 10 ms (GNU time's resolution): on a tiny
+    run, a lower bound rather than a division by zero."""
+    return n / max(seconds, 0.01)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    base = {r["link"]: r["n"] / r["cpu_s"] for r in rows
+    base = {r["link"]: per_s(r["n"], r["cpu_s"]) for r in rows
             if r.get("tool") == "dpkt" and not r.get("missing") and not r.get("big")}
     out = [("| link | tool | packets | wall s | CPU s | packets/s (CPU) | packets/s (wall) "
             "| × dpkt (CPU) | peak RSS MB | same counts |"),
@@ -236,12 +242,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r.get("missing"):
             out.append(f"| {r['link']} | {r['tool']} | not installed | | | | | | | |")
             continue
-        rate = r["n"] / r["cpu_s"]
+        rate = per_s(r["n"], r["cpu_s"])
         ratio = f"{rate / base[r['link']]:.1f}" if r["link"] in base else "–"
         note = " (print only)" if r["tool"] == "tcpdump" else ""
         same = {True: "yes", False: "NO", None: "–"}[r["same"]]
         out.append(f"| {r['link']} | {r['tool']}{note} | {r['n']:,} | {r['wall_s']:.2f} | "
-                   f"{r['cpu_s']:.2f} | {rate:,.0f} | {r['n'] / r['wall_s']:,.0f} | {ratio} | "
+                   f"{r['cpu_s']:.2f} | {rate:,.0f} | {per_s(r['n'], r['wall_s']):,.0f} | {ratio} | "
                    f"{r['rss_mb']:.0f} | {same} |")
     return "\n".join(out)
 
@@ -292,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(f"\n{a.big:,} packets ({big.stat().st_size / 1e6:,.0f} MB), fleetrst: "
                   f"{r['cpu_s']:.1f} CPU s, {r['wall_s']:.1f} s wall, "
-                  f"{a.big / r['cpu_s']:,.0f} packets/s (CPU), peak RSS {r['rss_mb']:.0f} MB")
+                  f"{per_s(a.big, r['cpu_s']):,.0f} packets/s (CPU), peak RSS {r['rss_mb']:.0f} MB")
         if a.json:
             Path(a.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     finally:

@@ -189,6 +189,7 @@ def test_a_scan_through_a_default_bastion_reaches_all_60_hosts_over_one_login(
         if lh.scenario == "quiet":
             assert not warn, (lh.name, h["findings"])
         else:
+            assert h["findings"], (lh.name, h["verdict"], h["window"], h["counters"])
             top, exp = h["findings"][0], lh.expected
             assert top["kind"] == "local_dead_service", (lh.name, top)
             assert top["interface"] == "lo"

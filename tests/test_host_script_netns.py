@@ -168,6 +168,74 @@ def test_a_hundred_namespaces_keep_the_window_and_the_caps() -> None:
     assert r.dir_gone and not {"tcpdump", "timeout", "nsenter"} & set(r.leftovers.split())
 
 
+def test_every_reset_between_the_counters_times_is_in_their_delta(tmp_path: Path) -> None:
+    # A client at hundreds of resets a second in the host's own namespace, in a nested one and
+    # in a named one: the resets captured between a counters file's start and end times are
+    # all counted by its OutRsts delta, and the times leave out hardly any that were counted.
+    rnd = _seeded()
+    ports = rnd.sample(range(20000, 60000), 3)
+    nested = [Nested(client("fastns", ports[0], 9000, 0.0005)),
+              Nested(client("fastnamed", ports[1], 9000, 0.0005), named="fastnamed")]
+    with NestedHost(nested, on_host=(client("fasthost", ports[2], 9000, 0.0005),)) as host:
+        r = host.run("3 8192 10 0 ns=all nsmax=16 -- lo lo")
+    inode = by_comm(r.files["netns.txt"].decode())
+    for prefix, port in ((f"ns{inode['fastns']}.", ports[0]), (f"ns{inode['fastnamed']}.", ports[1]),
+                         ("", ports[2])):
+        start = parse_counters_file(r.files[f"{prefix}counters-start.txt"].decode()).time
+        end = parse_counters_file(r.files[f"{prefix}counters-end.txt"].decode()).time
+        assert start is not None and end is not None
+        (tmp_path / "lo.pcap").write_bytes(r.files[f"{prefix}rst-lo.pcap"])
+        packets, info = read_resets(tmp_path / "lo.pcap")
+        assert not info.truncated, prefix
+        sent = [x for x in packets if x.sport == port and start <= x.ts <= end]
+        delta = outrsts(r.files, prefix)
+        assert delta >= 300, (prefix, delta)
+        assert len(sent) <= delta, (prefix, len(sent), delta)
+        assert len(sent) >= 0.9 * delta, (prefix, len(sent), delta)
+
+
+def _trace_instances() -> dict[str, str]:
+    """fleetrst's tracefs instances on this kernel (they are global), each with its tracing_on,
+    and "has-reset-event" when the kernel can trace tcp_send_reset at all."""
+    listing = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; "
+         "[ -r /sys/kernel/tracing/events/tcp/tcp_send_reset/format ] && echo 'has-reset-event 1'; "
+         "for d in /sys/kernel/tracing/instances/fleetrst-*/; do [ -d \"$d\" ] && "
+         "printf '%s %s\\n' \"$(basename \"$d\")\" \"$(cat \"$d/tracing_on\")\"; done; true"],
+        capture_output=True, text=True, timeout=30, check=True).stdout
+    return dict(line.split(" ", 1) for line in listing.splitlines())
+
+
+class _Left(Exception):
+    pass
+
+
+def test_tracing_is_armed_before_the_window_and_goes_with_an_orchestrator_lost_while_waiting() -> None:
+    """The slow part of tracing (the instance, its events) is done while arming, recording off,
+    so that it does not delay the window's start; an orchestrator that goes away before the
+    start takes the instance and the directory with it."""
+    seen: dict[str, str] = {}
+    with NestedHost([Nested(client("nsclient", 7211, 100, 0.1))]) as host:
+        mine = f"fleetrst-{Path(host.dir).name}"
+
+        def look_then_leave() -> None:
+            seen.update(_trace_instances())
+            assert host.proc is not None and host.proc.stdin is not None
+            host.proc.stdin.close()  # the lease ends before any start= was sent
+            raise _Left
+
+        with pytest.raises(_Left):
+            host.run("3 2048 10 1 ns=host -- lo lo", before_start=look_then_leave)
+        tail = list(host._lines(30))
+    if "has-reset-event" not in seen:
+        pytest.skip("this kernel has no tracefs with tcp:tcp_send_reset")
+    assert seen.get(mine) == "0", seen  # armed, not yet recording
+    assert "=== run exit 3" in tail and "=== dir gone" in tail, tail
+    assert mine not in _trace_instances()  # removed, not just stopped
+    assert not {"tcpdump", "timeout", "nsenter"} & {ln.split()[-1] for ln in tail if ln.startswith("=== left ")}
+
+
 @pytest.mark.parametrize(("arg", "error"), [
     ("ns=1;id", "bad namespace list"), ("ns=,1", "bad namespace list"), ("ns=1,,2", "bad namespace list"),
     ("ns=all nsmax=x", "not a number"), ("nsmax=123456", "not a number"),

@@ -69,7 +69,9 @@ def analyze_host(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
     seconds = float((hf.end.time or 0) - (hf.start.time or 0)) if hf.start.time and hf.end.time else 0.0
     if seconds <= 0:
         seconds = float(run.get("window", {}).get("seconds") or 1.0)
-    lo, hi = (hf.start.time or 0.0) - 0.02, (hf.end.time or 0.0) + 0.02
+    # The counters' times are on the inner side of their reading (capture.sh), so that every
+    # reset between them is in the counters' deltas too.
+    lo, hi = hf.start.time or 0.0, hf.end.time or 0.0
     counters = counter_deltas(hf.start, hf.end, KEY_COUNTERS)
     raw, pcaps, problems = read_packets(hf, lo, hi)
     # Containers and pods: each namespace's packets, and the kernel's reasons placed among them.

@@ -150,7 +150,7 @@ def read_namespace_packets(nss: Namespaces, lo: float, hi: float) -> None:
     for ns in nss.captured:
         assert ns.hf is not None
         if ns.hf.start is not None and ns.hf.end is not None and ns.hf.start.time and ns.hf.end.time:
-            ns.window = (ns.hf.start.time - 0.02, ns.hf.end.time + 0.02)
+            ns.window = (ns.hf.start.time, ns.hf.end.time)
         else:
             ns.window = (lo, hi)
         ns.raw, ns.pcaps, ns.problems = read_packets(ns.hf, *ns.window)

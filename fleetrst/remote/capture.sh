@@ -239,16 +239,22 @@ runtime_list() {
     printf '%s\n' "$rl_out"
 }
 
+# The counters of the host's own namespace into $1. Its time= is the clock on the inner side of
+# the reading: after it at the window's start ($2 = start), before it at the end, so that every
+# reset sent between the two times is in the counters' delta.
 snapshot_counters() {
+    sc_t=$(now)
+    sc_body=$(for f in snmp netstat snmp6; do
+        if [ -r "/proc/net/$f" ]; then
+            say "--- /proc/net/$f"
+            cat "/proc/net/$f"
+        fi
+    done 2>/dev/null)
+    [ "$2" = start ] && sc_t=$(now)
     {
         say "# fleetrst counters"
-        say "time=$(now)"
-        for f in snmp netstat snmp6; do
-            if [ -r "/proc/net/$f" ]; then
-                say "--- /proc/net/$f"
-                cat "/proc/net/$f"
-            fi
-        done
+        say "time=$sc_t"
+        printf '%s\n' "$sc_body"
     } >"$1" 2>/dev/null
 }
 
@@ -418,28 +424,42 @@ in_ns() {
 # Counters of every namespace but the host's own, as counters-$1.txt has them for the host, one
 # file each (nsINODE.counters-$1.txt): through /proc/PID/net, all in one awk; a named namespace
 # no process is in, through nsenter. A file read through a PID that left its namespace
-# meanwhile (reused) is removed again.
+# meanwhile (reused) is removed again. Times are on the inner side of the reading, as for the
+# host's own: at the start, the clock after every file was read (put in afterwards).
 snapshot_ns_counters() {
     sn_which=$1 sn_list=$DIR/.netns-$1
     netns_discover >"$sn_list"
-    awk -F '\t' -v dir="$DIR" -v which="$sn_which" -v t="$(now)" -v self="$NS_SELF" '
-        $1 == self || $2 == 0 { next }
-        { n++; ino[n] = $1; pid[n] = $2 }
-        END {
-            split("snmp netstat snmp6", f, " ")
-            for (k = 1; k <= n; k++) {
-                out = dir "/ns" ino[k] ".counters-" which ".txt"
-                printf "# fleetrst counters\ntime=%s\npid=%s\n", t, pid[k] > out
-                for (j = 1; j <= 3; j++) {
-                    src = "/proc/" pid[k] "/net/" f[j]
-                    if ((getline line < src) <= 0) continue
-                    printf "--- /proc/net/%s\n%s\n", f[j], line > out
-                    while ((getline line < src) > 0) print line > out
-                    close(src)
+    sn_t=$(now)
+    [ "$sn_which" = start ] && sn_t=pending
+    # One awk reads them all, the next writes each file once the time is known.
+    {
+        awk -F '\t' -v dir="$DIR" -v which="$sn_which" -v self="$NS_SELF" '
+            $1 == self || $2 == 0 { next }
+            { n++; ino[n] = $1; pid[n] = $2 }
+            END {
+                split("snmp netstat snmp6", f, " ")
+                for (k = 1; k <= n; k++) {
+                    printf "@@file %s\t%s\n", dir "/ns" ino[k] ".counters-" which ".txt", pid[k]
+                    for (j = 1; j <= 3; j++) {
+                        src = "/proc/" pid[k] "/net/" f[j]
+                        if ((getline line < src) <= 0) continue
+                        printf "--- /proc/net/%s\n%s\n", f[j], line
+                        while ((getline line < src) > 0) print line
+                        close(src)
+                    }
                 }
-                close(out)
+            }' "$sn_list"
+        say "@@time $(now)"
+    } | awk -F '\t' -v t="$sn_t" '
+        /^@@time / { if (t == "pending") t = substr($0, 8); next }
+        /^@@file / { n++; out[n] = substr($1, 8); pid[n] = $2; body[n] = ""; next }
+        n { body[n] = body[n] $0 "\n" }
+        END {
+            for (k = 1; k <= n; k++) {
+                printf "# fleetrst counters\ntime=%s\npid=%s\n%s", t, pid[k], body[k] > out[k]
+                close(out[k])
             }
-        }' "$sn_list"
+        }'
     awk -F '\t' -v self="$NS_SELF" '$1 != self && $2 != 0 { print "/proc/" $2 "/ns/net" }' "$sn_list" |
         xargs -r stat -L -c '%i %n' 2>/dev/null |
         awk -F '\t' 'FILENAME == "-" {
@@ -453,15 +473,14 @@ snapshot_ns_counters() {
     [ "$HAVE_NSENTER" = 1 ] || return 0
     awk -F '\t' -v self="$NS_SELF" '$1 != self && $2 == 0 && $3 != "-" { print $1 "\t" $3 }' "$sn_list" |
         while IFS="$TAB" read -r sn_ino sn_name; do
+            sn_t=$(now)
             # shellcheck disable=SC2016
-            {
-                say "# fleetrst counters"
-                say "time=$(now)"
-                say "pid=0"
-                in_ns "$sn_ino" "/run/netns/$sn_name" sh -c \
-                    'for f in snmp netstat snmp6; do echo "--- /proc/net/$f"; cat "/proc/self/net/$f"; done' 2>/dev/null
-            } >"$DIR/ns$sn_ino.counters-$sn_which.txt" ||
-                rm -f -- "$DIR/ns$sn_ino.counters-$sn_which.txt"
+            if sn_body=$(in_ns "$sn_ino" "/run/netns/$sn_name" sh -c \
+                'for f in snmp netstat snmp6; do echo "--- /proc/net/$f"; cat "/proc/self/net/$f"; done' 2>/dev/null); then
+                [ "$sn_which" = start ] && sn_t=$(now)
+                printf '# fleetrst counters\ntime=%s\npid=0\n%s\n' "$sn_t" "$sn_body" \
+                    >"$DIR/ns$sn_ino.counters-$sn_which.txt"
+            fi
         done
     return 0
 }
@@ -608,7 +627,10 @@ ns_exit_codes() {
 }
 
 # tracefs: our own instance, so that other users of tracing are not disturbed.
-trace_start() {
+# The costly part of tracing, done while arming: the instance, its buffer and the events
+# enabled, with recording off (enabling a tracepoint takes the kernel's tracing locks, slow when
+# many enable at once). trace_go switches recording on at the window's lead-in.
+trace_arm() {
     TRACE_INSTANCE=
     TRACE_MOUNTED=
     root=$(tracefs_root) || {
@@ -632,6 +654,7 @@ trace_start() {
         return 0
     }
     TRACE_INSTANCE=$inst
+    echo 0 >"$inst/tracing_on" 2>/dev/null
     cp "$root/events/tcp/tcp_send_reset/format" "$DIR/tcp_send_reset.format" 2>/dev/null
     echo 1024 >"$inst/buffer_size_kb" 2>/dev/null
     echo mono >"$inst/trace_clock" 2>/dev/null
@@ -643,8 +666,13 @@ trace_start() {
         echo 'newstate == 2 && protocol == 6' >"$ss_ev/filter" 2>/dev/null
         echo 1 >"$ss_ev/enable" 2>/dev/null
     fi
-    # A marker ties the trace clock to wall-clock time.
-    echo "fleetrst-sync $(now)" >"$inst/trace_marker" 2>/dev/null
+}
+
+# Recording on, and a marker that ties the trace clock to wall-clock time.
+trace_go() {
+    [ -n "${TRACE_INSTANCE:-}" ] || return 0
+    echo 1 >"$TRACE_INSTANCE/tracing_on" 2>/dev/null
+    echo "fleetrst-sync $(now)" >"$TRACE_INSTANCE/trace_marker" 2>/dev/null
 }
 
 trace_stop() {
@@ -762,14 +790,30 @@ run() {
     t_arm=$(now)
     ns_prepare
     t_armed=$(now)
+    # Until the lease is watched, a signal or a lost orchestrator ends the run here, and what
+    # was set up goes with it.
+    trap 'exec >/dev/null 2>&1; trace_stop ""; rm -rf -- "$DIR"; exit 3' HUP TERM INT
+    # Whatever can be done before the window is done now, not at its start: under load every
+    # step at the start instant makes this host's window later than the others'.
+    # Whole seconds for timeout(1), rounded up: the window may be fractional. The captures are
+    # stopped once the window's end is counted; timeout is the bound if this shell cannot.
+    tdur=$(awk -v d="$duration" -v l="$LEAD" -v t="$TAIL" -v g="$STOP_GRACE" \
+        'BEGIN { x = l + d + t + g; printf "%d\n", (x == int(x)) ? x : int(x) + 1 }')
+    ip -o link show >"$DIR/ip-link.txt" 2>/dev/null
+    ip -o addr show >"$DIR/ip-addr.txt" 2>/dev/null
+    if [ "$trace" = 1 ]; then
+        trace_arm >>"$DIR/notes.txt"
+    fi
     if [ "$start" = wait ]; then
         waited=1
         # Armed first, started later: the orchestrator sends "start=EPOCH" (this host's clock)
         # once every host is armed, so a slow host cannot make the others start early.
         say "armed pid=$$ time=$(now)"
-        IFS= read -r go || { rm -rf -- "$DIR"; exit 3; }
+        IFS= read -r go || { exec >/dev/null 2>&1; trace_stop ""; rm -rf -- "$DIR"; exit 3; }
         start=${go#start=}
-        check_number "$start"
+        case $start in
+            '' | *[!0-9.]* | *.*.*) trace_stop ""; rm -rf -- "$DIR"; die "not a number: $start" ;;
+        esac
     fi
     if [ -n "$lease_file" ]; then
         # The lease is a file: it ends when the orchestrator removes it.
@@ -795,12 +839,6 @@ run() {
     [ -n "$waited" ] || say "armed pid=$$ time=$(now)"
     nap "$(until_epoch "$(awk -v s="$start" -v l="$LEAD" 'BEGIN { printf "%.6f", s - l }')")"
 
-    ip -o link show >"$DIR/ip-link.txt" 2>/dev/null
-    ip -o addr show >"$DIR/ip-addr.txt" 2>/dev/null
-    # Whole seconds for timeout(1), rounded up: the window may be fractional. The captures are
-    # stopped once the window's end is counted; timeout is the bound if this shell cannot.
-    tdur=$(awk -v d="$duration" -v l="$LEAD" -v t="$TAIL" -v g="$STOP_GRACE" \
-        'BEGIN { x = l + d + t + g; printf "%d\n", (x == int(x)) ? x : int(x) + 1 }')
     while [ "$#" -ge 2 ]; do
         ifname=$1 tag=$2
         case $tag in *[!A-Za-z0-9_.@+-]* | '') die "bad capture tag $tag" ;; esac
@@ -817,14 +855,12 @@ run() {
         printf '%s\t%s\t%s\n' "$tag" "$!" "$ifname" >>"$DIR/captures.txt"
     done
     ns_launch
-    if [ "$trace" = 1 ]; then
-        trace_start >>"$DIR/notes.txt"
-    fi
+    trace_go
 
     nap "$(until_epoch "$start")"
     # Counters first, host and namespaces, as close to the instant as can be; sockets after.
     t0=$(now)
-    snapshot_counters "$DIR/counters-start.txt"
+    snapshot_counters "$DIR/counters-start.txt" start
     snapshot_ns_counters start
     t1=$(now)
     snapshot_sockets "$DIR/sockets-start.txt"
@@ -835,7 +871,7 @@ run() {
     end=$(awk -v s="$start" -v d="$duration" 'BEGIN { printf "%.6f", s + d }')
     nap "$(until_epoch "$end")"
     t3=$(now)
-    snapshot_counters "$DIR/counters-end.txt"
+    snapshot_counters "$DIR/counters-end.txt" end
     snapshot_ns_counters end
     t4=$(now)
     snapshot_sockets "$DIR/sockets.txt"
