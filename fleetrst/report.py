@@ -598,6 +598,8 @@ def _cost_view(cost: object) -> dict[str, str] | None:
         "start_counters": sec("start_counters_s"), "start_sockets": sec("start_sockets_s"),
         "end_counters": sec("end_counters_s"), "end_sockets": sec("end_sockets_s"),
         "choose": sec("choose_s"),
+        "start_late": sec("start_late_s") if "start_late_s" in data else "",
+        "start_captures": sec("start_captures_s") if "start_captures_s" in data else "",
         "counted": fmt_int(data.get("namespaces_counted")),
         "captured": fmt_int(data.get("namespaces_captured")),
         "tcpdumps": fmt_int(data.get("tcpdumps")),

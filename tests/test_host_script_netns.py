@@ -165,6 +165,8 @@ def test_a_hundred_namespaces_keep_the_window_and_the_caps() -> None:
     assert cost["tcpdumps"] == 17
     # Reported, and small next to the window: one stat and one awk for all of them.
     assert 0 < cost["start_counters_s"] < 1.5 and 0 < cost["end_counters_s"] < 1.5
+    # The window began on time: the captures and namespaces armed ahead of it did not delay it.
+    assert 0 <= cost["start_late_s"] < 1.0
     assert r.dir_gone and not {"tcpdump", "timeout", "nsenter"} & set(r.leftovers.split())
 
 

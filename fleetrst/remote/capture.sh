@@ -244,18 +244,20 @@ runtime_list() {
 # reset sent between the two times is in the counters' delta.
 snapshot_counters() {
     sc_t=$(now)
-    sc_body=$(for f in snmp netstat snmp6; do
-        if [ -r "/proc/net/$f" ]; then
-            say "--- /proc/net/$f"
-            cat "/proc/net/$f"
-        fi
-    done 2>/dev/null)
-    [ "$2" = start ] && sc_t=$(now)
+    set -- "$1" "${2:-}"
+    for f in snmp netstat snmp6; do
+        [ -r "/proc/net/$f" ] && set -- "$@" "/proc/net/$f"
+    done
+    sc_out=$1 sc_when=$2
+    shift 2
+    # One process for all of them: at the start instant every fork counts.
+    sc_body=$(awk 'FNR == 1 { print "--- " FILENAME } 1' "$@" 2>/dev/null)
+    [ "$sc_when" = start ] && sc_t=$(now)
     {
         say "# fleetrst counters"
         say "time=$sc_t"
         printf '%s\n' "$sc_body"
-    } >"$1" 2>/dev/null
+    } >"$sc_out" 2>/dev/null
 }
 
 # ss listeners and sockets with their owners, into $1; with more arguments, ss runs through
@@ -839,6 +841,7 @@ run() {
     [ -n "$waited" ] || say "armed pid=$$ time=$(now)"
     nap "$(until_epoch "$(awk -v s="$start" -v l="$LEAD" 'BEGIN { printf "%.6f", s - l }')")"
 
+    t_lead=$(now)
     while [ "$#" -ge 2 ]; do
         ifname=$1 tag=$2
         case $tag in *[!A-Za-z0-9_.@+-]* | '') die "bad capture tag $tag" ;; esac
@@ -856,6 +859,7 @@ run() {
     done
     ns_launch
     trace_go
+    t_led=$(now)
 
     nap "$(until_epoch "$start")"
     # Counters first, host and namespaces, as close to the instant as can be; sockets after.
@@ -931,8 +935,11 @@ write_cost() {
         say "namespaces_captured=$NS_CAPTURED"
         say "tcpdumps=$(($(printf '%s' "$HOST_PIDS" | wc -w) + NS_TCPDUMPS))"
         awk -v a="$t_arm" -v b="$t_armed" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v t3="$t3" \
-            -v t4="$t4" -v t5="$t5" 'BEGIN {
+            -v t4="$t4" -v t5="$t5" -v s="$start" \
+            -v tl0="$t_lead" -v tl1="$t_led" 'BEGIN {
                 printf "choose_s=%.3f\n", b - a
+                printf "start_late_s=%.3f\n", t0 - s
+                printf "start_captures_s=%.3f\n", tl1 - tl0
                 printf "start_counters_s=%.3f\nstart_sockets_s=%.3f\n", t1 - t0, t2 - t1
                 printf "end_counters_s=%.3f\nend_sockets_s=%.3f\n", t4 - t3, t5 - t4
             }'
