@@ -165,6 +165,8 @@ def _start_scan(fleet: LabState, out: Path, duration: int) -> tuple[subprocess.P
         [sys.executable, "-m", "fleetrst", "scan", str(fleet.inventory), "--known-hosts", str(fleet.known_hosts),
          "--duration", str(duration), "-o", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        # As from a terminal: a suite run as a background job would pass SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:

@@ -167,6 +167,8 @@ def test_sigint_mid_window_leaves_nothing_on_the_hosts(fleet: LabState, tmp_path
         [sys.executable, "-m", "fleetrst", "scan", str(fleet.inventory), "--known-hosts",
          str(fleet.known_hosts), "--duration", str(duration), "-o", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        # As from a terminal: a suite run as a background job would pass SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         window_start = None
