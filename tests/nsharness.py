@@ -70,6 +70,7 @@ class Nested:
     cgroup: str | None = None
 
 
+RUN_NETNS = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup/systemd")  # a named v1 hierarchy: no controllers to disturb
 
 
@@ -111,6 +112,11 @@ class NestedHost:
             except OSError as e:
                 self._remove_cgroups()
                 raise RuntimeError(f"cannot make test cgroups under {CGROUP_ROOT}: {e}") from e
+        # The private /run/netns is a tmpfs mounted on it: without the directory the mount
+        # fails, and `ip netns add` would leave its files in the machine's own /run/netns.
+        self.made_run_netns = not RUN_NETNS.is_dir()
+        if self.made_run_netns:
+            RUN_NETNS.mkdir(mode=0o755, parents=True)
         self.dir = f"/tmp/fleetrst-nstest-{secrets.token_hex(6)}"  # the host script's DIR
         os.mkdir(self.dir, 0o700)
         self.proc: subprocess.Popen[str] | None = None
@@ -120,7 +126,7 @@ class NestedHost:
         q = shlex.quote
         lines = [
             "set -u",
-            "mount -t tmpfs -o mode=755 fleetrst-test /run/netns",
+            "mount -t tmpfs -o mode=755 fleetrst-test /run/netns || exit 1",
             "ip link set lo up",
         ]
         if self.bin_dir is not None:
@@ -171,6 +177,8 @@ class NestedHost:
             if line == "=== preflight end":
                 break
             out.append(line)
+        else:
+            raise RuntimeError(f"the throwaway host ended before its preflight: {out}")
         return "\n".join(out) + "\n"
 
     def _lines(self, timeout: float) -> Iterator[str]:
@@ -243,6 +251,11 @@ class NestedHost:
             self.proc.wait(timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)
         self._remove_cgroups()
+        if self.made_run_netns:
+            try:
+                RUN_NETNS.rmdir()
+            except OSError:
+                pass  # something else has named namespaces there now: theirs to keep
 
     def _remove_cgroups(self) -> None:
         if self.cgroup_parent is not None and self.cgroup_parent.exists():
