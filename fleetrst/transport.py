@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import random
@@ -379,17 +380,11 @@ def _checked_connection(
     return conn
 
 
-_CONFIG_LOCK = threading.Lock()
-_CONFIG: list[Config] = []
-
-
+@functools.cache
 def _shared_config() -> Config:
     """One fabric Config for every connection of the run: building one reads the SSH and fabric
     config files again, which costs more than the rest of a Connection."""
-    with _CONFIG_LOCK:
-        if not _CONFIG:
-            _CONFIG.append(Config())
-        return _CONFIG[0]
+    return Config()
 
 
 _JUMP_OPT = re.compile(r"(?:-o\s*ProxyJump[= ]\s*|-J\s*)([^\s'\"]+)", re.IGNORECASE)

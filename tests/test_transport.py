@@ -9,7 +9,15 @@ import pytest
 
 from fleetrst.errors import HostError
 from fleetrst.model import Host
-from fleetrst.transport import LocalTransport, _parse_jump, _transient, fetch_command, jump_spec
+from fleetrst.transport import (
+    HostKeyPolicy,
+    KnownHosts,
+    LocalTransport,
+    _parse_jump,
+    _transient,
+    fetch_command,
+    jump_spec,
+)
 
 
 def host(**vars: str) -> Host:
@@ -130,8 +138,6 @@ def _known_hosts_lines() -> tuple[list[str], dict[str, paramiko.PKey]]:
 
 
 def test_known_hosts_gives_each_name_the_keys_paramiko_would(tmp_path: Path) -> None:
-    from fleetrst.transport import KnownHosts
-
     lines, keys = _known_hosts_lines()
     path = tmp_path / "known_hosts"
     path.write_text("\n".join(lines) + "\n")
@@ -156,8 +162,6 @@ def test_known_hosts_gives_each_name_the_keys_paramiko_would(tmp_path: Path) -> 
     assert ours.keys_for("198.18.0.99") == []
     # A revoked key is nobody's, and the policy refuses it even with --accept-new-host-keys.
     assert ours.keys_for("web03") == ours.keys_for("[198.18.0.22]:2222") == []
-    from fleetrst.transport import HostKeyPolicy
-
     client = paramiko.SSHClient()
     before = path.read_text()
     with pytest.raises(HostError, match="@revoked"):
@@ -167,8 +171,6 @@ def test_known_hosts_gives_each_name_the_keys_paramiko_would(tmp_path: Path) -> 
 
 
 def test_known_hosts_is_parsed_once_and_again_only_when_the_file_changes(tmp_path: Path) -> None:
-    from fleetrst.transport import KnownHosts
-
     lines, keys = _known_hosts_lines()
     path = tmp_path / "known_hosts"
     path.write_text("\n".join(lines) + "\n")

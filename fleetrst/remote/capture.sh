@@ -83,10 +83,14 @@ check_dir() {
     esac
 }
 
-check_number() {
+is_number() {
     case $1 in
-        '' | *[!0-9.]* | *.*.*) die "not a number: $1" ;;
+        '' | *[!0-9.]* | *.*.*) return 1 ;;
     esac
+}
+
+check_number() {
+    is_number "$1" || die "not a number: $1"
 }
 
 # DIR must be fleetrst's own: a real directory, not a symlink, owned by whoever runs this, or the
@@ -243,13 +247,12 @@ runtime_list() {
 # the reading: after it at the window's start ($2 = start), before it at the end, so that every
 # reset sent between the two times is in the counters' delta.
 snapshot_counters() {
-    sc_t=$(now)
-    set -- "$1" "${2:-}"
+    sc_out=$1 sc_when=$2
+    set --
     for f in snmp netstat snmp6; do
         [ -r "/proc/net/$f" ] && set -- "$@" "/proc/net/$f"
     done
-    sc_out=$1 sc_when=$2
-    shift 2
+    [ "$sc_when" = start ] || sc_t=$(now)
     # One process for all of them: at the start instant every fork counts.
     sc_body=$(awk 'FNR == 1 { print "--- " FILENAME } 1' "$@" 2>/dev/null)
     [ "$sc_when" = start ] && sc_t=$(now)
@@ -431,9 +434,10 @@ in_ns() {
 snapshot_ns_counters() {
     sn_which=$1 sn_list=$DIR/.netns-$1
     netns_discover >"$sn_list"
-    sn_t=$(now)
-    [ "$sn_which" = start ] && sn_t=pending
-    # One awk reads them all, the next writes each file once the time is known.
+    sn_t=
+    [ "$sn_which" = start ] || sn_t=$(now)
+    # One awk reads them all, the next writes each file once the time is known (at the start,
+    # the @@time line after the reading).
     {
         awk -F '\t' -v dir="$DIR" -v which="$sn_which" -v self="$NS_SELF" '
             $1 == self || $2 == 0 { next }
@@ -451,9 +455,9 @@ snapshot_ns_counters() {
                     }
                 }
             }' "$sn_list"
-        say "@@time $(now)"
+        [ "$sn_which" = start ] && say "@@time $(now)"
     } | awk -F '\t' -v t="$sn_t" '
-        /^@@time / { if (t == "pending") t = substr($0, 8); next }
+        /^@@time / { t = substr($0, 8); next }
         /^@@file / { n++; out[n] = substr($1, 8); pid[n] = $2; body[n] = ""; next }
         n { body[n] = body[n] $0 "\n" }
         END {
@@ -475,7 +479,7 @@ snapshot_ns_counters() {
     [ "$HAVE_NSENTER" = 1 ] || return 0
     awk -F '\t' -v self="$NS_SELF" '$1 != self && $2 == 0 && $3 != "-" { print $1 "\t" $3 }' "$sn_list" |
         while IFS="$TAB" read -r sn_ino sn_name; do
-            sn_t=$(now)
+            [ "$sn_which" = start ] || sn_t=$(now)
             # shellcheck disable=SC2016
             if sn_body=$(in_ns "$sn_ino" "/run/netns/$sn_name" sh -c \
                 'for f in snmp netstat snmp6; do echo "--- /proc/net/$f"; cat "/proc/self/net/$f"; done' 2>/dev/null); then
@@ -794,7 +798,7 @@ run() {
     t_armed=$(now)
     # Until the lease is watched, a signal or a lost orchestrator ends the run here, and what
     # was set up goes with it.
-    trap 'exec >/dev/null 2>&1; trace_stop ""; rm -rf -- "$DIR"; exit 3' HUP TERM INT
+    trap on_lease_end HUP TERM INT
     # Whatever can be done before the window is done now, not at its start: under load every
     # step at the start instant makes this host's window later than the others'.
     # Whole seconds for timeout(1), rounded up: the window may be fractional. The captures are
@@ -811,11 +815,9 @@ run() {
         # Armed first, started later: the orchestrator sends "start=EPOCH" (this host's clock)
         # once every host is armed, so a slow host cannot make the others start early.
         say "armed pid=$$ time=$(now)"
-        IFS= read -r go || { exec >/dev/null 2>&1; trace_stop ""; rm -rf -- "$DIR"; exit 3; }
+        IFS= read -r go || on_lease_end
         start=${go#start=}
-        case $start in
-            '' | *[!0-9.]* | *.*.*) trace_stop ""; rm -rf -- "$DIR"; die "not a number: $start" ;;
-        esac
+        is_number "$start" || { cleanup; die "not a number: $start"; }
     fi
     if [ -n "$lease_file" ]; then
         # The lease is a file: it ends when the orchestrator removes it.
